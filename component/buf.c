@@ -122,6 +122,15 @@ void buf_consume(struct buf *b, size_t n)
     }
 }
 
+void buf_truncate(struct buf *b, size_t size)
+{
+    if (size >= buf_size(b)) {
+        return;
+    }
+    b->len = b->head + size;
+    b->data[b->len] = '\0';
+}
+
 void buf_reset(struct buf *b)
 {
     if (b->data != NULL) {

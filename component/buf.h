@@ -43,6 +43,10 @@ static inline size_t buf_size(const struct buf *b)
 /* Drops n bytes from the front (n <= buf_size). */
 void buf_consume(struct buf *b, size_t n);
 
+/* Keeps only the first size unconsumed bytes (size <= buf_size): takes
+ * back a partial append. */
+void buf_truncate(struct buf *b, size_t size);
+
 /* Empties the buffer, keeping its memory (wiped when secret). */
 void buf_reset(struct buf *b);
 

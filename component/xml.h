@@ -13,6 +13,11 @@
  * prefix declaration.
  *
  * Text is stored unescaped (as parsed) and escaped on serialisation.
+ *
+ * Storage: an element's name and ns live in the node's own allocation, and
+ * an attribute's value follows its name in one allocation (free name
+ * only). Treat these strings as read-only; change attributes with
+ * xml_set_attr().
  */
 #ifndef FEDGATE_XML_H
 #define FEDGATE_XML_H
@@ -33,15 +38,15 @@ struct buf;
 enum xml_kind { XML_NODE_ELEMENT, XML_NODE_TEXT };
 
 struct xml_attr {
-    char *name;  /* owned */
-    char *value; /* owned, unescaped */
+    char *name;  /* owned; the value shares this allocation */
+    char *value; /* unescaped; freed with name */
 };
 
 struct xml_node {
     enum xml_kind kind;
     unsigned refs;           /* meaningful on a root only */
-    char *name;              /* element: local name (owned) */
-    char *ns;                /* element: namespace URI (owned), may be "" */
+    char *name;              /* element: local name (in the node) */
+    char *ns;                /* element: namespace URI (in the node), may be "" */
     struct xml_attr *attrs;  /* element: owned array */
     size_t nattrs;
     size_t attrs_cap;
@@ -57,24 +62,41 @@ struct xml_node {
  * NULL (meaning ""). */
 struct xml_node *xml_element_new(const char *ns, const char *name);
 
+/* The same with explicit lengths (strings need no terminator); for the
+ * parser, which has them at hand. */
+struct xml_node *xml_element_new_n(const char *ns, size_t ns_len,
+                                   const char *name, size_t name_len);
+
 /* Returns a new text node (refs 1), or NULL when out of memory. */
 struct xml_node *xml_text_new(const char *text, size_t len);
 
-/* Sets (adds or replaces) an attribute; value NULL removes it.
- * 0 or ERR_NOMEM. */
+/* Sets (adds or replaces) an attribute; value NULL removes it. A name
+ * "<XML namespace>\x1flocal" is stored as "xml:local". 0, ERR_NOMEM, or
+ * ERR_INVAL when el is not an element or the name could not be serialised
+ * as given (empty, "xmlns", "xmlns:*", or a prefix other than "xml:"). */
 int xml_set_attr(struct xml_node *el, const char *name, const char *value);
+
+/* Appends an attribute without looking for an existing one of that name
+ * (the caller knows there is none, e.g. the parser, as expat rejects
+ * duplicates). Names as in xml_set_attr, already normalised. 0 or
+ * ERR_NOMEM. */
+int xml_attr_append_n(struct xml_node *el, const char *name, size_t name_len,
+                      const char *value, size_t value_len);
 
 /* Borrowed attribute value or NULL. */
 const char *xml_attr(const struct xml_node *el, const char *name);
 
 /* Appends child to parent. Consumes child (which must be a root with
- * refs == 1); 0, or ERR_INVAL (child is not a root). */
+ * refs == 1); 0, or ERR_INVAL (parent is not an element, child is not a
+ * root with refs == 1, or child is parent's root) and then nothing changed
+ * and the caller still owns child. */
 int xml_append(struct xml_node *parent, struct xml_node *child);
 
 /* Unlinks node from its parent and returns it as a new root (refs 1). */
 struct xml_node *xml_detach(struct xml_node *node);
 
-/* Adds a text child; 0 or ERR_NOMEM. */
+/* Adds a text child, merged into the last child if that is text; 0,
+ * ERR_NOMEM or ERR_INVAL (parent is not an element). */
 int xml_append_text(struct xml_node *parent, const char *text, size_t len);
 
 /* Adds and returns a new child element (borrowed), or NULL on ENOMEM. ns
@@ -98,7 +120,8 @@ char *xml_text(const struct xml_node *el);
 /* Returns a new reference to root. */
 struct xml_node *xml_ref(struct xml_node *root);
 
-/* Drops a reference; frees the tree at zero. Accepts NULL. */
+/* Drops a reference; frees the tree at zero. Accepts NULL; ignores a node
+ * that has a parent (the parent owns it). */
 void xml_unref(struct xml_node *root);
 
 /* Deep copy as a new root (refs 1), or NULL on ENOMEM. */
@@ -114,8 +137,11 @@ struct xml_node *xml_copy(const struct xml_node *node);
 int xml_serialize(const struct xml_node *node, const char *inherited_ns,
                   struct buf *out);
 
-/* Appends text escaped for character data (&, <, >) or, when attr is true,
- * for a single-quoted attribute value (also ' and "). */
+/* Appends text escaped for character data (&, <, >, and CR as &#13;) or,
+ * when attr is true, for a single-quoted attribute value (also ', ", and
+ * TAB, LF, CR as character references, which attribute normalisation would
+ * otherwise turn into spaces). Other C0 control characters, which XML 1.0
+ * cannot carry, become U+FFFD. 0, ERR_TOO_BIG or ERR_NOMEM. */
 int xml_escape(struct buf *out, const char *text, size_t len, bool attr);
 
 #endif

@@ -7,7 +7,7 @@ set -eu
 
 PKGS="build-essential autoconf automake pkg-config git ca-certificates
  libexpat1-dev libssl-dev libunbound-dev libsqlite3-dev check libsubunit-dev
- libstrophe-dev libconfig-dev libidn2-dev
+ libstrophe-dev libconfig-dev libidn2-dev libevent-dev
  clang clang-format valgrind openssl
  prosody ejabberd unbound python3 python3-slixmpp procps iproute2 psmisc"
 

@@ -13,6 +13,7 @@
 
 #include <stddef.h>
 
+#include "err.h"
 #include "stanza.h"
 #include "xml.h"
 
@@ -21,6 +22,8 @@ struct xep_context {
     const char *service_jid;      /* fedgate's own JID */
     const char *const *features;  /* every feature of every handler */
     size_t nfeatures;
+    const char *const *items;     /* disco items: peer domains */
+    size_t nitems;
     const char *version;          /* software version */
     /* Sends a stanza to the home server. Consumes stanza. 0 or error. */
     int (*send)(void *ud, struct xml_node *stanza);

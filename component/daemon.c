@@ -1,0 +1,305 @@
+/*
+ * daemon.c: wires configuration, loop, home-server links and the service
+ * JID together.
+ *
+ * on start:   log setup, links for the service JID and every peer and peer
+ *             service domain, signals into the loop
+ * on stanza from the home server:
+ *             for the service JID: the service answers it
+ *             for a peer domain: bounced with remote-server-not-found,
+ *             since no server-to-server route exists in this build
+ * on SIGHUP:  reload; a broken file is reported and the old config stays
+ * on SIGTERM/SIGINT: close every stream cleanly, then leave the loop (a
+ *             second signal leaves at once)
+ */
+#include "config.h"
+
+#include "daemon.h"
+
+#include "err.h"
+#include "jid.h"
+#include "log.h"
+#include "loop.h"
+#include "service.h"
+#include "stanza.h"
+#include "upstream.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct daemon {
+    struct loop *loop;
+    struct conf *cfg;
+    struct upstream *up;
+    struct service *svc;
+    bool stopping;
+};
+
+/* The upstream domains of a config: the service JID, then each peer and
+ * its service domains. Returns a new array (strings borrowed from cfg). */
+static struct upstream_domain *daemon_domains(const struct conf *cfg,
+                                              size_t *count)
+{
+    size_t n = 1;
+    for (size_t i = 0; i < cfg->npeers; i++) {
+        n += 1 + cfg->peers[i].nservices;
+    }
+    struct upstream_domain *d = calloc(n, sizeof(*d));
+    if (d == NULL) {
+        return NULL;
+    }
+    size_t k = 0;
+    d[k].domain = cfg->service_jid;
+    d[k].secret = conf_secret_for(cfg, cfg->service_jid);
+    k++;
+    for (size_t i = 0; i < cfg->npeers; i++) {
+        const struct conf_peer *p = &cfg->peers[i];
+        d[k].domain = p->domain;
+        d[k].secret = conf_secret_for(cfg, p->domain);
+        k++;
+        for (size_t j = 0; j < p->nservices; j++) {
+            d[k].domain = p->services[j].domain;
+            d[k].secret = conf_secret_for(cfg, p->services[j].domain);
+            k++;
+        }
+    }
+    *count = k;
+    return d;
+}
+
+static void daemon_settings(const struct conf *cfg,
+                            struct upstream_settings *s)
+{
+    memset(s, 0, sizeof(*s));
+    s->host = cfg->upstream_host;
+    s->port = cfg->upstream_port;
+    s->connect_timeout_ms = cfg->upstream_connect_timeout * 1000u;
+    s->handshake_timeout_ms = cfg->upstream_handshake_timeout * 1000u;
+    s->backoff_initial_ms = cfg->backoff_initial_ms;
+    s->backoff_max_ms = cfg->backoff_max_ms;
+    s->limits.stanza_max = cfg->stanza_max;
+    s->limits.depth_max = cfg->depth_max;
+    /* room for a full stanza plus what is already waiting */
+    s->limits.out_max = 2 * cfg->stanza_max + 4096;
+    s->queue_max_stanzas = cfg->queue_max_stanzas;
+    s->queue_max_bytes = cfg->queue_max_bytes;
+    s->queue_timeout_ms = cfg->queue_timeout * 1000u;
+}
+
+static int daemon_service_send(void *ud, struct xml_node *st)
+{
+    struct daemon *d = ud;
+    return upstream_send(d->up, st); /* transferred */
+}
+
+static int daemon_make_service(struct daemon *d, const struct conf *cfg)
+{
+    const char **peers = calloc(cfg->npeers > 0 ? cfg->npeers : 1,
+                                sizeof(*peers));
+    if (peers == NULL) {
+        return ERR_NOMEM;
+    }
+    for (size_t i = 0; i < cfg->npeers; i++) {
+        peers[i] = cfg->peers[i].domain;
+    }
+    struct service *svc = service_new(cfg->service_jid, peers, cfg->npeers,
+                                      daemon_service_send, d);
+    free(peers);
+    if (svc == NULL) {
+        return ERR_NOMEM;
+    }
+    service_free(d->svc);
+    d->svc = svc;
+    return 0;
+}
+
+/* Sends the error reply for st towards the home server. Consumes st. */
+static void daemon_bounce(struct daemon *d, struct xml_node *st,
+                          const char *condition, const char *text)
+{
+    if (stanza_may_bounce(st)) {
+        struct xml_node *r = stanza_error_reply(st, NULL, condition, text);
+        if (r != NULL) {
+            (void)upstream_send(d->up, r); /* transferred */
+        } else {
+            log_error("out of memory bouncing a <%s/> with %s", st->name,
+                      condition);
+        }
+    }
+    xml_unref(st);
+}
+
+static void daemon_on_stanza(void *ud, const char *domain,
+                             struct xml_node *st)
+{
+    struct daemon *d = ud;
+    if (strcmp(domain, d->cfg->service_jid) == 0) {
+        service_handle(d->svc, st); /* transferred */
+        return;
+    }
+    char text[400];
+    snprintf(text, sizeof(text),
+             "fedgate has no server-to-server route to %s", domain);
+    log_conn(LOG_LEVEL_INFO, domain, "bouncing <%s/> from %s: %s", st->name,
+             xml_attr(st, "from") != NULL ? xml_attr(st, "from") : "?", text);
+    daemon_bounce(d, st, "remote-server-not-found", text);
+}
+
+static void daemon_on_undeliverable(void *ud, struct xml_node *st,
+                                    const char *condition, const char *text)
+{
+    const char *from = xml_attr(st, "from");
+    const char *to = xml_attr(st, "to");
+    /* The sender is fedgate's service or a peer; with no server-to-server
+     * route yet there is nobody to return an error to, so it is logged. */
+    log_warn("<%s/> from %s to %s not delivered to the home server: %s (%s)",
+             st->name, from != NULL ? from : "?", to != NULL ? to : "?",
+             condition, text != NULL ? text : "");
+    xml_unref(st);
+}
+
+static int daemon_apply(struct daemon *d, const struct conf *cfg)
+{
+    struct upstream_settings s;
+    size_t n = 0;
+    daemon_settings(cfg, &s);
+    struct upstream_domain *domains = daemon_domains(cfg, &n);
+    if (domains == NULL) {
+        return ERR_NOMEM;
+    }
+    int rc = daemon_make_service(d, cfg);
+    if (rc == 0) {
+        rc = upstream_configure(d->up, &s, domains, n);
+    }
+    free(domains);
+    return rc;
+}
+
+static void daemon_reload(struct daemon *d)
+{
+    char *errors = NULL;
+    size_t errlen = 0;
+    struct conf *fresh = NULL;
+    FILE *err = open_memstream(&errors, &errlen);
+    if (err == NULL) {
+        log_error("reload of %s failed: out of memory", d->cfg->path);
+        return;
+    }
+    int rc = conf_load(d->cfg->path, &fresh, err);
+    fclose(err);
+    if (rc != 0) {
+        log_error("reload of %s failed; keeping the running configuration",
+                  d->cfg->path);
+        for (char *line = errors; line != NULL && *line != '\0';) {
+            char *nl = strchr(line, '\n');
+            if (nl != NULL) {
+                *nl = '\0';
+            }
+            log_error("%s", line);
+            line = nl != NULL ? nl + 1 : NULL;
+        }
+        free(errors);
+        return;
+    }
+    free(errors);
+    log_setup(fresh->log_level, fresh->log_syslog, "fedgate");
+    /* The old config stays alive until the links hold copies of what they
+     * need from the new one. */
+    struct conf *old = d->cfg;
+    d->cfg = fresh;
+    rc = daemon_apply(d, fresh);
+    if (rc != 0) {
+        log_error("reload of %s: applying failed: %s", fresh->path,
+                  err_str(rc));
+    } else {
+        log_info("reloaded %s: %zu peer(s)", fresh->path, fresh->npeers);
+    }
+    conf_free(old);
+}
+
+static void daemon_on_stopped(void *ud)
+{
+    struct daemon *d = ud;
+    log_info("all home-server streams closed; exiting");
+    loop_stop(d->loop);
+}
+
+static void daemon_on_signal(struct loop *loop, int signo, void *ud)
+{
+    struct daemon *d = ud;
+    if (signo == SIGHUP) {
+        if (!d->stopping) {
+            log_info("SIGHUP: reloading %s", d->cfg->path);
+            daemon_reload(d);
+        }
+        return;
+    }
+    if (d->stopping) {
+        log_warn("second %s: exiting now", strsignal(signo));
+        loop_stop(loop);
+        return;
+    }
+    log_info("%s: closing streams", strsignal(signo));
+    d->stopping = true;
+    upstream_shutdown(d->up, daemon_on_stopped, d);
+}
+
+int daemon_run(struct conf *cfg)
+{
+    struct daemon d = {.cfg = cfg};
+    struct upstream_settings s;
+    int rc = ERR_NOMEM;
+    static const int signals[] = {SIGTERM, SIGINT, SIGHUP};
+    struct sigaction ign;
+
+    memset(&ign, 0, sizeof(ign));
+    ign.sa_handler = SIG_IGN;
+    sigaction(SIGPIPE, &ign, NULL); /* write errors come back as EPIPE */
+
+    log_setup(cfg->log_level, cfg->log_syslog, "fedgate");
+    d.loop = loop_new();
+    if (d.loop == NULL) {
+        log_error("cannot create the event loop");
+        rc = ERR_SYS;
+        goto out;
+    }
+    for (size_t i = 0; i < sizeof(signals) / sizeof(signals[0]); i++) {
+        rc = loop_signal(d.loop, signals[i], daemon_on_signal, &d);
+        if (rc != 0) {
+            log_error("cannot watch signal %d: %s", signals[i], err_str(rc));
+            goto out;
+        }
+    }
+    daemon_settings(cfg, &s);
+    struct upstream_callbacks ucb = {
+        .stanza = daemon_on_stanza,
+        .undeliverable = daemon_on_undeliverable,
+    };
+    d.up = upstream_new(d.loop, &s, &ucb, &d);
+    if (d.up == NULL) {
+        rc = ERR_NOMEM;
+        goto out;
+    }
+    log_info("fedgate %s starting: service %s, %zu peer(s), home server "
+             "%s:%u",
+             PACKAGE_VERSION, cfg->service_jid, cfg->npeers,
+             cfg->upstream_host, cfg->upstream_port);
+    rc = daemon_apply(&d, cfg);
+    if (rc != 0) {
+        log_error("start-up failed: %s", err_str(rc));
+        goto out;
+    }
+    rc = loop_run(d.loop);
+    if (rc != 0) {
+        log_error("event loop failed: %s", err_str(rc));
+    }
+    log_info("stopped");
+out:
+    upstream_free(d.up);
+    service_free(d.svc);
+    loop_free(d.loop);
+    conf_free(d.cfg);
+    return rc;
+}
