@@ -412,6 +412,10 @@ static void link_on_io(struct loop *loop, int fd, unsigned events, void *ud)
         if (!link_read(l)) {
             return;
         }
+        /* what the peer said may need an answer (the handshake) */
+        if (buf_size(stream_output(l->stream)) > 0 && !link_flush(l)) {
+            return;
+        }
     }
     if ((events & LOOP_WRITE) != 0 && l->fd >= 0) {
         if (!link_flush(l)) {

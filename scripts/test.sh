@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# test.sh: set up and run fedgate's whole test suite on Debian 12.
+#
+#   1. install the build and test dependencies (apt, idempotent)
+#   2. build with -Werror and run `make check` (unit + integration tests
+#      with real Prosody and ejabberd), and the format check
+#   3. build again with AddressSanitizer + UBSan and run `make check`
+#   4. `make distcheck` (the tarball builds and its unit tests pass)
+#
+# Build trees go to _build/ and _build-san/ so the source stays clean.
+# Set FEDGATE_SKIP_SAN=1 or FEDGATE_SKIP_DISTCHECK=1 to leave a step out.
+set -euo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+cd "$top"
+jobs=$(nproc 2>/dev/null || echo 2)
+
+step() { printf '\n=== %s ===\n' "$*"; }
+
+step "dependencies"
+./scripts/install-deps.sh
+
+step "autogen"
+./autogen.sh >/dev/null
+
+run_suite() {
+    local dir=$1; shift
+    mkdir -p "$dir"
+    (cd "$dir" && "$top/configure" -q "$@")
+    make -C "$dir" -j"$jobs" >/dev/null
+    if ! make -C "$dir" -j"$jobs" check; then
+        for log in "$dir"/test-suite.log; do
+            [ -f "$log" ] && cat "$log"
+        done
+        return 1
+    fi
+}
+
+step "build (-Werror) and make check"
+run_suite _build
+
+step "format check"
+make -C _build format-check
+
+if [ "${FEDGATE_SKIP_SAN:-0}" != 1 ]; then
+    step "sanitizer build (ASan + UBSan) and make check"
+    ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+        run_suite _build-san --enable-sanitizers
+fi
+
+if [ "${FEDGATE_SKIP_DISTCHECK:-0}" != 1 ]; then
+    step "distcheck"
+    make -C _build -j"$jobs" distcheck \
+        TESTS='$(CHECK_TESTS) test/integration/cli.sh' >/dev/null
+    echo "distcheck passed"
+fi
+step "all tests passed"
