@@ -98,6 +98,9 @@ int buf_printf(struct buf *b, const char *fmt, ...)
     if (n < 0) {
         return ERR_INVAL;
     }
+    if (n == 0) {
+        return 0; /* nothing to add; data may still be NULL */
+    }
     int rc = buf_reserve(b, (size_t)n);
     if (rc != 0) {
         return rc;

@@ -16,12 +16,17 @@ struct jid {
     char *resource; /* owned, or NULL */
 };
 
-/* Normalises a domain into a new string in *out (caller frees).
- * 0, ERR_INVAL (not a valid domain) or ERR_NOMEM. */
+/* Normalises a domain into a new string in *out (caller frees); *out is
+ * NULL on error. IP literals (dotted-quad IPv4, "[IPv6]") are returned
+ * unchanged; a name whose last label is all digits is refused. 0,
+ * ERR_INVAL (not a valid domain) or ERR_NOMEM. */
 int jid_domain_normalize(const char *in, char **out);
 
 /* Parses "local@domain/resource" (local and resource optional) and
- * normalises the domain. 0, ERR_INVAL or ERR_NOMEM; out is cleared first
+ * normalises the domain. A present local part or resource must not be
+ * empty or longer than 1023 bytes; the local part must not contain
+ * spaces, controls or any of "&'/:<>@ (RFC 7622 3.3.1), the resource no
+ * controls. Local part and resource are kept as given. 0, ERR_INVAL or ERR_NOMEM; out is cleared first
  * and left empty on error. */
 int jid_parse(const char *s, struct jid *out);
 

@@ -48,8 +48,7 @@ enum log_level log_get_level(void)
 
 int log_level_parse(const char *name, enum log_level *out)
 {
-    for (size_t i = 0; i < sizeof(level_names) / sizeof(level_names[0]);
-         i++) {
+    for (size_t i = 0; i < sizeof(level_names) / sizeof(level_names[0]); i++) {
         if (strcmp(name, level_names[i]) == 0) {
             *out = (enum log_level)i;
             return 0;
@@ -66,8 +65,8 @@ const char *log_level_name(enum log_level level)
     return level_names[level];
 }
 
-static void log_vwrite(enum log_level level, const char *who, const char *fmt,
-                       va_list ap)
+static void
+log_vwrite(enum log_level level, const char *who, const char *fmt, va_list ap)
 {
     char msg[2048];
     vsnprintf(msg, sizeof(msg), fmt, ap);
@@ -90,8 +89,8 @@ static void log_vwrite(enum log_level level, const char *who, const char *fmt,
         fprintf(stderr, "%s.%03ldZ %-5s %s: %s\n", stamp,
                 (long)(tv.tv_usec / 1000), log_level_name(level), who, msg);
     } else {
-        fprintf(stderr, "%s.%03ldZ %-5s %s\n", stamp,
-                (long)(tv.tv_usec / 1000), log_level_name(level), msg);
+        fprintf(stderr, "%s.%03ldZ %-5s %s\n", stamp, (long)(tv.tv_usec / 1000),
+                log_level_name(level), msg);
     }
 }
 
@@ -114,8 +113,14 @@ void log_conn(enum log_level level, const char *who, const char *fmt, ...)
     va_end(ap);
 }
 
-char *log_escape(const char *data, size_t len, size_t max, char *out,
-                 size_t outsz)
+/* Bytes one input byte takes once escaped. */
+static size_t log_escaped_width(unsigned char c)
+{
+    return c >= 0x20 && c < 0x7f && c != '\\' ? 1 : 4;
+}
+
+char *
+log_escape(const char *data, size_t len, size_t max, char *out, size_t outsz)
 {
     static const char hex[] = "0123456789abcdef";
     size_t o = 0;
@@ -123,27 +128,32 @@ char *log_escape(const char *data, size_t len, size_t max, char *out,
     if (outsz == 0) {
         return out;
     }
+    /* Cut when max or the output size stops us; then keep room for the
+     * "..." that says so, and never split an escape. */
+    size_t room = outsz - 1;
+    size_t need = 0;
+    for (size_t i = 0; i < n && need <= room; i++) {
+        need += log_escaped_width((unsigned char)data[i]);
+    }
+    bool cut = n < len || need > room;
+    size_t dots = cut ? (room < 3 ? room : 3) : 0;
+    size_t limit = room - dots;
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)data[i];
-        if (c >= 0x20 && c < 0x7f && c != '\\') {
-            if (o + 1 >= outsz) {
-                break;
-            }
+        if (o + log_escaped_width(c) > limit) {
+            break;
+        }
+        if (log_escaped_width(c) == 1) {
             out[o++] = (char)c;
         } else {
-            if (o + 4 >= outsz) {
-                break;
-            }
             out[o++] = '\\';
             out[o++] = 'x';
             out[o++] = hex[c >> 4];
             out[o++] = hex[c & 15];
         }
     }
-    if (n < len && o + 3 < outsz) {
-        memcpy(out + o, "...", 3);
-        o += 3;
-    }
+    memcpy(out + o, "...", dots);
+    o += dots;
     out[o] = '\0';
     return out;
 }

@@ -39,11 +39,14 @@ struct loop *loop_new(void);
 void loop_free(struct loop *loop);
 
 /* Watches fd for events (LOOP_READ|LOOP_WRITE). fd must not be watched
- * already. 0, ERR_SYS or ERR_NOMEM. */
+ * already. 0, ERR_SYS, ERR_NOMEM, or ERR_INVAL (fd < 0, fn NULL, or fd
+ * already watched). */
 int loop_watch(struct loop *loop, int fd, unsigned events, loop_io_fn *fn,
                void *ud);
 
-/* Changes the events of a watched fd. 0 or ERR_SYS. */
+/* Changes the events of a watched fd. 0, ERR_SYS or ERR_INVAL (fd not
+ * watched). Events already collected this iteration are reported only if
+ * still asked for. */
 int loop_modify(struct loop *loop, int fd, unsigned events);
 
 /* Stops watching fd (does not close it). Events already collected for it
@@ -60,7 +63,10 @@ struct loop_timer *loop_timer_add(struct loop *loop, uint64_t ms,
 void loop_timer_cancel(struct loop *loop, struct loop_timer *t);
 
 /* Delivers signo through the loop (blocks it and reads a signalfd).
- * 0, ERR_SYS or ERR_NOMEM. */
+ * Registering a signal again replaces its callback. Call before creating
+ * any thread: threads inherit the blocked mask only from then on. The
+ * signals stay blocked after loop_free(). 0, ERR_SYS, ERR_NOMEM or
+ * ERR_INVAL (bad signo, fn NULL). */
 int loop_signal(struct loop *loop, int signo, loop_signal_fn *fn, void *ud);
 
 /* Frees ptr with fn after the current dispatch round. 0 or ERR_NOMEM (in
