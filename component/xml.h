@@ -27,13 +27,13 @@
 
 struct buf;
 
-#define XML_NS_XML "http://www.w3.org/XML/1998/namespace"
-#define XML_NS_STREAM "http://etherx.jabber.org/streams"
-#define XML_NS_CLIENT "jabber:client"
-#define XML_NS_SERVER "jabber:server"
+#define XML_NS_XML       "http://www.w3.org/XML/1998/namespace"
+#define XML_NS_STREAM    "http://etherx.jabber.org/streams"
+#define XML_NS_CLIENT    "jabber:client"
+#define XML_NS_SERVER    "jabber:server"
 #define XML_NS_COMPONENT "jabber:component:accept"
-#define XML_NS_STANZAS "urn:ietf:params:xml:ns:xmpp-stanzas"
-#define XML_NS_STREAMS "urn:ietf:params:xml:ns:xmpp-streams"
+#define XML_NS_STANZAS   "urn:ietf:params:xml:ns:xmpp-stanzas"
+#define XML_NS_STREAMS   "urn:ietf:params:xml:ns:xmpp-streams"
 
 enum xml_kind { XML_NODE_ELEMENT, XML_NODE_TEXT };
 
@@ -44,18 +44,18 @@ struct xml_attr {
 
 struct xml_node {
     enum xml_kind kind;
-    unsigned refs;           /* meaningful on a root only */
-    char *name;              /* element: local name (in the node) */
-    char *ns;                /* element: namespace URI (in the node), may be "" */
-    struct xml_attr *attrs;  /* element: owned array */
+    unsigned refs; /* meaningful on a root only */
+    char *name;    /* element: local name (in the node) */
+    char *ns;      /* element: namespace URI (in the node), may be "" */
+    struct xml_attr *attrs; /* element: owned array */
     size_t nattrs;
     size_t attrs_cap;
-    char *text;              /* text node: owned, unescaped */
+    char *text; /* text node: owned, unescaped */
     size_t text_len;
     struct xml_node *parent; /* NULL for a root */
     struct xml_node *first_child;
     struct xml_node *last_child;
-    struct xml_node *next;   /* next sibling */
+    struct xml_node *next; /* next sibling */
 };
 
 /* Returns a new element (refs 1), or NULL when out of memory. ns may be
@@ -64,8 +64,10 @@ struct xml_node *xml_element_new(const char *ns, const char *name);
 
 /* The same with explicit lengths (strings need no terminator); for the
  * parser, which has them at hand. */
-struct xml_node *xml_element_new_n(const char *ns, size_t ns_len,
-                                   const char *name, size_t name_len);
+struct xml_node *xml_element_new_n(const char *ns,
+                                   size_t ns_len,
+                                   const char *name,
+                                   size_t name_len);
 
 /* Returns a new text node (refs 1), or NULL when out of memory. */
 struct xml_node *xml_text_new(const char *text, size_t len);
@@ -80,8 +82,11 @@ int xml_set_attr(struct xml_node *el, const char *name, const char *value);
  * (the caller knows there is none, e.g. the parser, as expat rejects
  * duplicates). Names as in xml_set_attr, already normalised. 0 or
  * ERR_NOMEM. */
-int xml_attr_append_n(struct xml_node *el, const char *name, size_t name_len,
-                      const char *value, size_t value_len);
+int xml_attr_append_n(struct xml_node *el,
+                      const char *name,
+                      size_t name_len,
+                      const char *value,
+                      size_t value_len);
 
 /* Borrowed attribute value or NULL. */
 const char *xml_attr(const struct xml_node *el, const char *name);
@@ -101,13 +106,13 @@ int xml_append_text(struct xml_node *parent, const char *text, size_t len);
 
 /* Adds and returns a new child element (borrowed), or NULL on ENOMEM. ns
  * NULL inherits the parent's namespace. */
-struct xml_node *xml_add_child(struct xml_node *parent, const char *ns,
-                               const char *name);
+struct xml_node *
+xml_add_child(struct xml_node *parent, const char *ns, const char *name);
 
 /* First child element matching ns (NULL: any) and name (NULL: any);
  * borrowed, or NULL. */
-struct xml_node *xml_child(const struct xml_node *el, const char *ns,
-                           const char *name);
+struct xml_node *
+xml_child(const struct xml_node *el, const char *ns, const char *name);
 
 /* Element siblings, skipping text nodes. */
 struct xml_node *xml_first_element(const struct xml_node *el);
@@ -134,7 +139,8 @@ struct xml_node *xml_copy(const struct xml_node *node);
  * compactly (no added whitespace). 0, ERR_TOO_BIG or ERR_NOMEM; on error
  * out may hold a partial write the caller must discard.
  */
-int xml_serialize(const struct xml_node *node, const char *inherited_ns,
+int xml_serialize(const struct xml_node *node,
+                  const char *inherited_ns,
                   struct buf *out);
 
 /* Appends text escaped for character data (&, <, >, and CR as &#13;) or,

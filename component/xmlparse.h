@@ -47,14 +47,15 @@ struct xmlparse_callbacks {
 };
 
 struct xmlparse_limits {
-    size_t max_stanza; /* bytes of one depth-1 element (or the header) */
+    size_t max_stanza;  /* bytes of one depth-1 element (or the header) */
     unsigned max_depth; /* element nesting below the root, >= 1 */
 };
 
 /* Returns a new parser or NULL on ENOMEM. cb is copied; ud is passed to
  * every callback. */
 struct xmlparse *xmlparse_new(const struct xmlparse_limits *limits,
-                              const struct xmlparse_callbacks *cb, void *ud);
+                              const struct xmlparse_callbacks *cb,
+                              void *ud);
 
 /* Frees the parser. Accepts NULL. Must not be called from a callback. */
 void xmlparse_free(struct xmlparse *p);
@@ -68,21 +69,28 @@ void xmlparse_set_limits(struct xmlparse *p,
  * Feeds len bytes. Returns 0 when all were consumed, or a negative code:
  * ERR_XML_MALFORMED, ERR_XML_RESTRICTED, ERR_XML_TOO_BIG, ERR_XML_TOO_DEEP,
  * ERR_XML_BAD_ENCODING, ERR_NOMEM. After an error the parser accepts no more
- * input until xmlparse_reset(). xmlparse_error_text() gives detail.
+ * input until xmlparse_reset(). xmlparse_error_text() gives detail. An
+ * entity reference other than the predefined ones is ERR_XML_RESTRICTED
+ * (RFC 6120 11.1), as are DOCTYPE, entity declarations, comments and PIs.
  *
  * If a callback called xmlparse_stop(), feeding stops right after the
  * element that was being reported; *consumed (may be NULL) tells how many of
- * the len bytes were used and the result is ERR_AGAIN. On success *consumed
- * is len.
+ * the len bytes were used and the result is ERR_AGAIN. The parser then takes
+ * no input (ERR_INVAL) until xmlparse_reset(). On success *consumed is len;
+ * on an error it counts the bytes handed to expat. Called from a callback:
+ * ERR_INVAL.
  */
-int xmlparse_feed(struct xmlparse *p, const char *data, size_t len,
+int xmlparse_feed(struct xmlparse *p,
+                  const char *data,
+                  size_t len,
                   size_t *consumed);
 
 /* From inside a callback: stop after the current element (for a stream
  * restart after <proceed/> or SASL <success/>). */
 void xmlparse_stop(struct xmlparse *p);
 
-/* Forgets all state and expects a new stream header. 0 or ERR_NOMEM. */
+/* Forgets all state and expects a new stream header. 0, ERR_NOMEM, or
+ * ERR_INVAL when called from a callback. */
 int xmlparse_reset(struct xmlparse *p);
 
 /* A short description of the last error, never NULL. */

@@ -16,6 +16,31 @@ jobs=$(nproc 2>/dev/null || echo 2)
 
 step() { printf '\n=== %s ===\n' "$*"; }
 
+total_pass=0
+total_fail=0
+# Adds up one build's results: each Check program's "Checks: N, Failures:
+# F, Errors: E" line, and each shell test's PASS/FAIL.
+count_results() {
+    local dir=$1 line checks bad f
+    while read -r line; do
+        checks=$(sed -n 's/.*Checks: \([0-9]*\), Failures: \([0-9]*\), Errors: \([0-9]*\).*/\1 \2 \3/p' <<<"$line")
+        [ -n "$checks" ] || continue
+        set -- $checks
+        total_pass=$((total_pass + $1 - $2 - $3))
+        total_fail=$((total_fail + $2 + $3))
+    done < <(cat "$dir"/test/check_*.log 2>/dev/null)
+    for f in "$dir"/test/integration/*.trs; do
+        [ -f "$f" ] || continue
+        if grep -q '^:test-result: PASS' "$f"; then
+            total_pass=$((total_pass + 1))
+        elif grep -q '^:test-result: SKIP' "$f"; then
+            :
+        else
+            total_fail=$((total_fail + 1))
+        fi
+    done
+}
+
 step "dependencies"
 ./scripts/install-deps.sh
 
@@ -31,8 +56,11 @@ run_suite() {
         for log in "$dir"/test-suite.log; do
             [ -f "$log" ] && cat "$log"
         done
+        count_results "$dir"
+        echo "$total_pass passed, $total_fail failed"
         return 1
     fi
+    count_results "$dir"
 }
 
 step "build (-Werror) and make check"
@@ -55,3 +83,4 @@ if [ "${FEDGATE_SKIP_DISTCHECK:-0}" != 1 ]; then
     echo "distcheck passed"
 fi
 step "all tests passed"
+echo "$total_pass passed, $total_fail failed"
