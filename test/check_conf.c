@@ -168,7 +168,10 @@ static const char *const full_conf[] = {
     "  { domain = \"c.test\"; auth = \"dialback\"; }",
     ");",
     "s2s = { listen = [ \"127.0.0.1:5269\", \"[::1]:5269\" ];",
-    "        direct_tls_listen = [ \"0.0.0.0:5270\" ]; };",
+    "        direct_tls_listen = [ \"0.0.0.0:5270\" ];",
+    "        dialback_secret = \"db-secret\"; connect_timeout = 7;",
+    "        negotiate_timeout = 9; idle_timeout = 700;",
+    "        keepalive_interval = 30; };",
     "tls = { certificate = \"@DIR@/cert.pem\"; key = \"@DIR@/key.pem\";",
     "        ca_file = \"@DIR@/ca.pem\"; ca_path = \"@DIR@/cadir\";",
     "        ciphers = \"HIGH:!aNULL\"; };",
@@ -252,6 +255,11 @@ START_TEST(test_full_config)
     ck_assert_str_eq(cfg->s2s_listen[1], "[::1]:5269");
     ck_assert_uint_eq(cfg->ns2s_direct_tls_listen, 1);
     ck_assert_str_eq(cfg->s2s_direct_tls_listen[0], "0.0.0.0:5270");
+    ck_assert_str_eq(cfg->s2s_dialback_secret, "db-secret");
+    ck_assert_uint_eq(cfg->s2s_connect_timeout, 7);
+    ck_assert_uint_eq(cfg->s2s_negotiate_timeout, 9);
+    ck_assert_uint_eq(cfg->s2s_idle_timeout, 700);
+    ck_assert_uint_eq(cfg->s2s_keepalive, 30);
     ck_assert_str_eq(cfg->tls_cert, tmpfile_path("cert.pem"));
     ck_assert_str_eq(cfg->tls_key, tmpfile_path("key.pem"));
     ck_assert_str_eq(cfg->tls_ca, tmpfile_path("ca.pem"));
