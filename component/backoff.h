@@ -17,8 +17,8 @@ typedef uint32_t backoff_rand_fn(uint32_t bound, void *ud);
 struct backoff {
     uint32_t initial_ms;
     uint32_t max_ms;
-    uint32_t current_ms; /* the un-jittered delay for the next failure */
-    unsigned failures;   /* consecutive failures */
+    uint32_t current_ms;   /* the un-jittered delay for the next failure */
+    unsigned failures;     /* consecutive failures */
     backoff_rand_fn *rand; /* NULL: backoff_rand_default */
     void *rand_ud;
 };

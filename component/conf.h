@@ -81,8 +81,8 @@ struct conf {
     size_t ns2s_listen;
     char **s2s_direct_tls_listen; /* XEP-0368, default none */
     size_t ns2s_direct_tls_listen;
-    char *s2s_dialback_secret;    /* XEP-0185 secret, or NULL: generated
-                                   * at start (keys then change on restart) */
+    char *s2s_dialback_secret;      /* XEP-0185 secret, or NULL: generated
+                                     * at start (keys then change on restart) */
     unsigned s2s_connect_timeout;   /* seconds, default 10 */
     unsigned s2s_negotiate_timeout; /* seconds for TLS + auth, default 20 */
     unsigned s2s_idle_timeout;      /* seconds without traffic, default 600 */

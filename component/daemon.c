@@ -69,8 +69,7 @@ static struct upstream_domain *daemon_domains(const struct conf *cfg,
     return d;
 }
 
-static void daemon_settings(const struct conf *cfg,
-                            struct upstream_settings *s)
+static void daemon_settings(const struct conf *cfg, struct upstream_settings *s)
 {
     memset(s, 0, sizeof(*s));
     s->host = cfg->upstream_host;
@@ -96,8 +95,8 @@ static int daemon_service_send(void *ud, struct xml_node *st)
 
 static int daemon_make_service(struct daemon *d, const struct conf *cfg)
 {
-    const char **peers = calloc(cfg->npeers > 0 ? cfg->npeers : 1,
-                                sizeof(*peers));
+    const char **peers =
+        calloc(cfg->npeers > 0 ? cfg->npeers : 1, sizeof(*peers));
     if (peers == NULL) {
         return ERR_NOMEM;
     }
@@ -116,8 +115,10 @@ static int daemon_make_service(struct daemon *d, const struct conf *cfg)
 }
 
 /* Sends the error reply for st towards the home server. Consumes st. */
-static void daemon_bounce(struct daemon *d, struct xml_node *st,
-                          const char *condition, const char *text)
+static void daemon_bounce(struct daemon *d,
+                          struct xml_node *st,
+                          const char *condition,
+                          const char *text)
 {
     if (stanza_may_bounce(st)) {
         struct xml_node *r = stanza_error_reply(st, NULL, condition, text);
@@ -131,8 +132,7 @@ static void daemon_bounce(struct daemon *d, struct xml_node *st,
     xml_unref(st);
 }
 
-static void daemon_on_stanza(void *ud, const char *domain,
-                             struct xml_node *st)
+static void daemon_on_stanza(void *ud, const char *domain, struct xml_node *st)
 {
     struct daemon *d = ud;
     if (strcmp(domain, d->cfg->service_jid) == 0) {
@@ -140,15 +140,17 @@ static void daemon_on_stanza(void *ud, const char *domain,
         return;
     }
     char text[400];
-    snprintf(text, sizeof(text),
-             "fedgate has no server-to-server route to %s", domain);
+    snprintf(text, sizeof(text), "fedgate has no server-to-server route to %s",
+             domain);
     log_conn(LOG_LEVEL_INFO, domain, "bouncing <%s/> from %s: %s", st->name,
              xml_attr(st, "from") != NULL ? xml_attr(st, "from") : "?", text);
     daemon_bounce(d, st, "remote-server-not-found", text);
 }
 
-static void daemon_on_undeliverable(void *ud, struct xml_node *st,
-                                    const char *condition, const char *text)
+static void daemon_on_undeliverable(void *ud,
+                                    struct xml_node *st,
+                                    const char *condition,
+                                    const char *text)
 {
     const char *from = xml_attr(st, "from");
     const char *to = xml_attr(st, "to");
@@ -284,8 +286,8 @@ int daemon_run(struct conf *cfg)
     }
     log_info("fedgate %s starting: service %s, %zu peer(s), home server "
              "%s:%u",
-             PACKAGE_VERSION, cfg->service_jid, cfg->npeers,
-             cfg->upstream_host, cfg->upstream_port);
+             PACKAGE_VERSION, cfg->service_jid, cfg->npeers, cfg->upstream_host,
+             cfg->upstream_port);
     rc = daemon_apply(&d, cfg);
     if (rc != 0) {
         log_error("start-up failed: %s", err_str(rc));

@@ -26,8 +26,8 @@ int jid_domain_normalize(const char *in, char **out);
  * normalises the domain. A present local part or resource must not be
  * empty or longer than 1023 bytes; the local part must not contain
  * spaces, controls or any of "&'/:<>@ (RFC 7622 3.3.1), the resource no
- * controls. Local part and resource are kept as given. 0, ERR_INVAL or ERR_NOMEM; out is cleared first
- * and left empty on error. */
+ * controls. Local part and resource are kept as given. 0, ERR_INVAL or
+ * ERR_NOMEM; out is cleared first and left empty on error. */
 int jid_parse(const char *s, struct jid *out);
 
 /* Frees the parts. Accepts NULL. */

@@ -46,14 +46,14 @@ void log_conn(enum log_level level, const char *who, const char *fmt, ...)
  * control characters and non-ASCII escaped as \xNN and a trailing "..." when
  * cut. Returns out.
  */
-char *log_escape(const char *data, size_t len, size_t max, char *out,
-                 size_t outsz);
+char *
+log_escape(const char *data, size_t len, size_t max, char *out, size_t outsz);
 
-#define LOG_AT(lvl, ...)                                                       \
-    do {                                                                       \
-        if (log_enabled(lvl)) {                                                \
-            log_write(lvl, __VA_ARGS__);                                       \
-        }                                                                      \
+#define LOG_AT(lvl, ...)                 \
+    do {                                 \
+        if (log_enabled(lvl)) {          \
+            log_write(lvl, __VA_ARGS__); \
+        }                                \
     } while (0)
 #define log_error(...) LOG_AT(LOG_LEVEL_ERROR, __VA_ARGS__)
 #define log_warn(...)  LOG_AT(LOG_LEVEL_WARN, __VA_ARGS__)

@@ -24,8 +24,7 @@ enum {
     LOOP_ERROR = 4u,
 };
 
-typedef void loop_io_fn(struct loop *loop, int fd, unsigned events,
-                        void *ud);
+typedef void loop_io_fn(struct loop *loop, int fd, unsigned events, void *ud);
 typedef void loop_timer_fn(struct loop *loop, void *ud);
 typedef void loop_signal_fn(struct loop *loop, int signo, void *ud);
 typedef void loop_free_fn(void *ptr);
@@ -41,7 +40,10 @@ void loop_free(struct loop *loop);
 /* Watches fd for events (LOOP_READ|LOOP_WRITE). fd must not be watched
  * already. 0, ERR_SYS, ERR_NOMEM, or ERR_INVAL (fd < 0, fn NULL, or fd
  * already watched). */
-int loop_watch(struct loop *loop, int fd, unsigned events, loop_io_fn *fn,
+int loop_watch(struct loop *loop,
+               int fd,
+               unsigned events,
+               loop_io_fn *fn,
                void *ud);
 
 /* Changes the events of a watched fd. 0, ERR_SYS or ERR_INVAL (fd not
@@ -55,8 +57,8 @@ void loop_unwatch(struct loop *loop, int fd);
 
 /* Arms a one-shot timer after ms milliseconds. Returns a handle valid until
  * the timer fires or is cancelled, or NULL on ENOMEM. */
-struct loop_timer *loop_timer_add(struct loop *loop, uint64_t ms,
-                                  loop_timer_fn *fn, void *ud);
+struct loop_timer *
+loop_timer_add(struct loop *loop, uint64_t ms, loop_timer_fn *fn, void *ud);
 
 /* Cancels a pending timer. Accepts NULL. Must not be called with a handle
  * whose timer already fired. */

@@ -41,11 +41,11 @@ struct s2s_stream;
 enum s2s_role { S2S_OUT, S2S_IN };
 
 enum s2s_state {
-    S2S_OPENING,    /* waiting for the peer's header (and features) */
-    S2S_TLS,        /* the owner runs the TLS handshake */
-    S2S_AUTH,       /* authenticating (SASL or dialback) */
-    S2S_READY,      /* at least one domain pair authenticated */
-    S2S_CLOSING,    /* we sent </stream:stream> */
+    S2S_OPENING, /* waiting for the peer's header (and features) */
+    S2S_TLS,     /* the owner runs the TLS handshake */
+    S2S_AUTH,    /* authenticating (SASL or dialback) */
+    S2S_READY,   /* at least one domain pair authenticated */
+    S2S_CLOSING, /* we sent </stream:stream> */
     S2S_CLOSED,
 };
 
@@ -58,13 +58,13 @@ struct s2s_limits {
 
 struct s2s_stream_config {
     enum s2s_role role;
-    const char *local;   /* S2S_OUT: our domain; S2S_IN: NULL (from header) */
-    const char *remote;  /* S2S_OUT: peer domain; S2S_IN: NULL */
-    bool tls_active;     /* TLS already on (direct TLS, XEP-0368) */
-    bool tls_offer;      /* S2S_IN: we have a certificate to offer STARTTLS */
-    bool tls_required;   /* refuse to go on without TLS */
-    bool cert_usable;    /* S2S_OUT: we presented a certificate valid for
-                          * local, so SASL EXTERNAL may be tried */
+    const char *local;  /* S2S_OUT: our domain; S2S_IN: NULL (from header) */
+    const char *remote; /* S2S_OUT: peer domain; S2S_IN: NULL */
+    bool tls_active;    /* TLS already on (direct TLS, XEP-0368) */
+    bool tls_offer;     /* S2S_IN: we have a certificate to offer STARTTLS */
+    bool tls_required;  /* refuse to go on without TLS */
+    bool cert_usable;   /* S2S_OUT: we presented a certificate valid for
+                         * local, so SASL EXTERNAL may be tried */
     const char *dialback_secret; /* copied; wiped on free */
     struct s2s_limits limits;
 };
@@ -87,24 +87,36 @@ struct s2s_stream_callbacks {
     bool (*cert_valid_for)(void *ud, const char *domain);
     /* May remote use this method (the owner applies policy_check)? Fill
      * out; deny ends the attempt with out->condition. */
-    void (*authorize)(void *ud, const char *remote, enum policy_auth method,
+    void (*authorize)(void *ud,
+                      const char *remote,
+                      enum policy_auth method,
                       struct policy_decision *out);
     /* A domain pair is authenticated: S2S_OUT may send local->remote,
      * S2S_IN accepts remote->local. */
-    void (*authenticated)(void *ud, const char *local, const char *remote,
+    void (*authenticated)(void *ud,
+                          const char *local,
+                          const char *remote,
                           enum policy_auth method);
     /* A pair failed (dialback invalid, SASL failure with no fallback).
      * The stream may still carry other pairs. */
-    void (*auth_failed)(void *ud, const char *local, const char *remote,
+    void (*auth_failed)(void *ud,
+                        const char *local,
+                        const char *remote,
                         const char *reason);
     /* S2S_IN got <db:result from=remote to=local>key</db:result>: ask the
      * authoritative server for remote (with <db:verify id=stream_id>)
      * and answer with s2s_stream_dialback_result. */
-    void (*verify_needed)(void *ud, const char *local, const char *remote,
-                          const char *stream_id, const char *key);
+    void (*verify_needed)(void *ud,
+                          const char *local,
+                          const char *remote,
+                          const char *stream_id,
+                          const char *key);
     /* S2S_OUT: the answer to s2s_stream_send_verify. */
-    void (*verify_result)(void *ud, const char *local, const char *remote,
-                          const char *id, bool valid);
+    void (*verify_result)(void *ud,
+                          const char *local,
+                          const char *remote,
+                          const char *id,
+                          bool valid);
     /* A stanza on an authenticated pair (from and to already checked).
      * Consumes st. */
     void (*stanza)(void *ud, struct xml_node *st);
@@ -129,21 +141,27 @@ int s2s_stream_feed(struct s2s_stream *s, const char *data, size_t len);
 void s2s_stream_tls_done(struct s2s_stream *s, bool ok);
 
 /* S2S_IN: the authoritative server's answer for a pending db:result. */
-void s2s_stream_dialback_result(struct s2s_stream *s, const char *local,
-                                const char *remote, bool valid);
+void s2s_stream_dialback_result(struct s2s_stream *s,
+                                const char *local,
+                                const char *remote,
+                                bool valid);
 
 /* S2S_OUT: asks the peer (authoritative for remote) whether key is right
  * for a stream it opened to us; the answer comes as verify_result. */
-int s2s_stream_send_verify(struct s2s_stream *s, const char *local,
-                           const char *remote, const char *id,
+int s2s_stream_send_verify(struct s2s_stream *s,
+                           const char *local,
+                           const char *remote,
+                           const char *id,
                            const char *key);
 
 /* S2S_OUT: authenticate one more pair on this stream with dialback. */
-int s2s_stream_add_pair(struct s2s_stream *s, const char *local,
+int s2s_stream_add_pair(struct s2s_stream *s,
+                        const char *local,
                         const char *remote);
 
 /* Is this pair authenticated in the stream's direction? */
-bool s2s_stream_pair_ok(const struct s2s_stream *s, const char *local,
+bool s2s_stream_pair_ok(const struct s2s_stream *s,
+                        const char *local,
                         const char *remote);
 
 /* Queues a stanza (borrowed) for an authenticated pair; the namespace
@@ -155,7 +173,8 @@ int s2s_stream_send(struct s2s_stream *s, const struct xml_node *st);
 int s2s_stream_keepalive(struct s2s_stream *s);
 
 /* Ends the stream: optional stream error, then </stream:stream>. */
-void s2s_stream_close(struct s2s_stream *s, const char *condition,
+void s2s_stream_close(struct s2s_stream *s,
+                      const char *condition,
                       const char *text);
 
 struct buf *s2s_stream_output(struct s2s_stream *s);

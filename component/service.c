@@ -51,8 +51,11 @@ static int service_collect_features(struct service *svc)
     return 0;
 }
 
-struct service *service_new(const char *jid, const char *const *peers,
-                            size_t npeers, service_send_fn *send, void *ud)
+struct service *service_new(const char *jid,
+                            const char *const *peers,
+                            size_t npeers,
+                            service_send_fn *send,
+                            void *ud)
 {
     struct service *svc = calloc(1, sizeof(*svc));
     if (svc == NULL) {
@@ -129,8 +132,8 @@ static void service_reply_error(struct service *svc,
     }
     struct xml_node *r = stanza_error_reply(st, NULL, condition, NULL);
     if (r == NULL) {
-        log_conn(LOG_LEVEL_ERROR, svc->jid,
-                 "out of memory building a %s error", condition);
+        log_conn(LOG_LEVEL_ERROR, svc->jid, "out of memory building a %s error",
+                 condition);
         return;
     }
     svc->errors++;
@@ -197,7 +200,8 @@ out:
     xml_unref(st);
 }
 
-void service_counters(const struct service *svc, unsigned long *handled,
+void service_counters(const struct service *svc,
+                      unsigned long *handled,
                       unsigned long *errors)
 {
     *handled = svc->handled;

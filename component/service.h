@@ -23,14 +23,18 @@ typedef int service_send_fn(void *ud, struct xml_node *st);
  * Returns a new service for jid, or NULL on ENOMEM. peers (n entries) are
  * listed as disco items; all strings are copied.
  */
-struct service *service_new(const char *jid, const char *const *peers,
-                            size_t npeers, service_send_fn *send, void *ud);
+struct service *service_new(const char *jid,
+                            const char *const *peers,
+                            size_t npeers,
+                            service_send_fn *send,
+                            void *ud);
 
 /* Handles one stanza addressed to the service. Consumes st. */
 void service_handle(struct service *svc, struct xml_node *st);
 
 /* Number of stanzas handled and of error replies sent (for status). */
-void service_counters(const struct service *svc, unsigned long *handled,
+void service_counters(const struct service *svc,
+                      unsigned long *handled,
                       unsigned long *errors);
 
 /* Frees the service. Accepts NULL. */

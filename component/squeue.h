@@ -39,7 +39,9 @@ void squeue_init(struct squeue *q, size_t max_count, size_t max_bytes);
  * by count or bytes returns ERR_TOO_BIG and the caller keeps its reference
  * (to bounce it). ERR_NOMEM likewise leaves the reference with the caller.
  */
-int squeue_push(struct squeue *q, struct xml_node *stanza, size_t bytes,
+int squeue_push(struct squeue *q,
+                struct xml_node *stanza,
+                size_t bytes,
                 uint64_t now_ms);
 
 /* Removes the oldest entry; returns its stanza (a reference the caller

@@ -94,7 +94,8 @@ static struct xml_node *stanza_reply_shell(const struct xml_node *st,
 
 struct xml_node *stanza_error_reply(const struct xml_node *st,
                                     const char *error_type,
-                                    const char *condition, const char *text)
+                                    const char *condition,
+                                    const char *text)
 {
     struct xml_node *r = stanza_reply_shell(st, "error");
     if (r == NULL) {
@@ -114,9 +115,9 @@ struct xml_node *stanza_error_reply(const struct xml_node *st,
     struct xml_node *err = xml_add_child(r, NULL, "error");
     if (err == NULL ||
         xml_set_attr(err, "type",
-                     error_type != NULL ? error_type
-                                        : stanza_error_type_for(condition)) !=
-            0 ||
+                     error_type != NULL
+                         ? error_type
+                         : stanza_error_type_for(condition)) != 0 ||
         xml_add_child(err, XML_NS_STANZAS, condition) == NULL) {
         goto fail;
     }

@@ -24,7 +24,8 @@ bool stanza_may_bounce(const struct xml_node *st);
  */
 struct xml_node *stanza_error_reply(const struct xml_node *st,
                                     const char *error_type,
-                                    const char *condition, const char *text);
+                                    const char *condition,
+                                    const char *text);
 
 /* The default error type for a condition (RFC 6120 8.3.3), e.g. "cancel"
  * for "service-unavailable", "wait" for "remote-server-timeout". */

@@ -42,7 +42,8 @@ static void stream_on_header(void *ud, const struct xmlparse_header *hdr);
 static void stream_on_stanza(void *ud, struct xml_node *st);
 static void stream_on_end(void *ud);
 
-struct stream *stream_new_component(const char *domain, const char *secret,
+struct stream *stream_new_component(const char *domain,
+                                    const char *secret,
                                     const struct stream_limits *limits,
                                     const struct stream_callbacks *cb,
                                     void *ud)
@@ -95,10 +96,9 @@ static int stream_write_str(struct stream *s, const char *str)
 
 int stream_start(struct stream *s)
 {
-    int rc = stream_write_str(
-        s, "<?xml version='1.0'?><stream:stream"
-           " xmlns='" XML_NS_COMPONENT "' xmlns:stream='" XML_NS_STREAM
-           "' to='");
+    int rc = stream_write_str(s, "<?xml version='1.0'?><stream:stream"
+                                 " xmlns='" XML_NS_COMPONENT
+                                 "' xmlns:stream='" XML_NS_STREAM "' to='");
     if (rc == 0) {
         rc = xml_escape(&s->out, s->domain, strlen(s->domain), true);
     }
@@ -108,8 +108,10 @@ int stream_start(struct stream *s)
     return rc;
 }
 
-static void stream_report_close(struct stream *s, int err,
-                                const char *condition, const char *text,
+static void stream_report_close(struct stream *s,
+                                int err,
+                                const char *condition,
+                                const char *text,
                                 bool by_peer)
 {
     if (s->close_reported) {
@@ -124,8 +126,8 @@ static void stream_report_close(struct stream *s, int err,
 }
 
 /* Writes an optional stream error and the closing tag; no callback. */
-static void stream_write_close(struct stream *s, const char *condition,
-                               const char *text)
+static void
+stream_write_close(struct stream *s, const char *condition, const char *text)
 {
     if (s->state == STREAM_CLOSING || s->state == STREAM_CLOSED) {
         return;
@@ -134,18 +136,16 @@ static void stream_write_close(struct stream *s, const char *condition,
     if (condition != NULL) {
         struct buf e;
         buf_init(&e, 1024);
-        int rc = buf_printf(&e,
-                            "<stream:error><%s xmlns='" XML_NS_STREAMS "'/>",
-                            condition);
+        int rc = buf_printf(
+            &e, "<stream:error><%s xmlns='" XML_NS_STREAMS "'/>", condition);
         if (rc == 0 && text != NULL) {
             rc = buf_append_str(&e, "<text xmlns='" XML_NS_STREAMS "'>");
             if (rc == 0) {
                 size_t n = strlen(text);
-                rc = xml_escape(&e, text,
-                                n < STREAM_ERROR_TEXT_MAX
-                                    ? n
-                                    : STREAM_ERROR_TEXT_MAX,
-                                false);
+                rc = xml_escape(
+                    &e, text,
+                    n < STREAM_ERROR_TEXT_MAX ? n : STREAM_ERROR_TEXT_MAX,
+                    false);
             }
             if (rc == 0) {
                 rc = buf_append_str(&e, "</text>");
@@ -168,13 +168,13 @@ static void stream_write_close(struct stream *s, const char *condition,
 void stream_close(struct stream *s, const char *condition, const char *text)
 {
     stream_write_close(s, condition, text);
-    stream_report_close(s, condition != NULL ? ERR_STREAM_ERROR : 0,
-                        condition, text, false);
+    stream_report_close(s, condition != NULL ? ERR_STREAM_ERROR : 0, condition,
+                        text, false);
 }
 
 /* Fails the stream from inside a parser callback. */
-static void stream_fail(struct stream *s, int err, const char *condition,
-                        const char *text)
+static void
+stream_fail(struct stream *s, int err, const char *condition, const char *text)
 {
     if (s->fail == 0) {
         s->fail = err;
@@ -184,8 +184,7 @@ static void stream_fail(struct stream *s, int err, const char *condition,
     xmlparse_stop(s->parser);
 }
 
-int stream_handshake_digest(const char *id, const char *secret,
-                            char out[41])
+int stream_handshake_digest(const char *id, const char *secret, char out[41])
 {
     static const char hex[] = "0123456789abcdef";
     unsigned char md[EVP_MAX_MD_SIZE];
@@ -270,7 +269,8 @@ static void stream_on_header(void *ud, const struct xmlparse_header *hdr)
 
 /* Reads condition and text of a <stream:error/>; borrowed strings. */
 static void stream_error_parts(const struct xml_node *err,
-                               const char **condition, const char **text)
+                               const char **condition,
+                               const char **text)
 {
     *condition = "undefined-condition";
     *text = NULL;
@@ -299,8 +299,7 @@ static bool stream_is_stanza_name(const char *name)
 static void stream_on_stanza(void *ud, struct xml_node *st)
 {
     struct stream *s = ud;
-    if (strcmp(st->ns, XML_NS_STREAM) == 0 &&
-        strcmp(st->name, "error") == 0) {
+    if (strcmp(st->ns, XML_NS_STREAM) == 0 && strcmp(st->name, "error") == 0) {
         const char *condition;
         const char *text;
         stream_error_parts(st, &condition, &text);
@@ -329,8 +328,7 @@ static void stream_on_stanza(void *ud, struct xml_node *st)
     if (s->state != STREAM_READY) {
         /* Closing: whatever still arrives has nowhere to go. */
         log_conn(LOG_LEVEL_DEBUG, s->domain,
-                 "discarding <%s/> received while the stream closes",
-                 st->name);
+                 "discarding <%s/> received while the stream closes", st->name);
         xml_unref(st);
         return;
     }

@@ -49,9 +49,9 @@ struct stream_callbacks {
 };
 
 struct stream_limits {
-    size_t stanza_max;   /* largest stanza accepted */
-    unsigned depth_max;  /* deepest nesting accepted */
-    size_t out_max;      /* largest pending output */
+    size_t stanza_max;  /* largest stanza accepted */
+    unsigned depth_max; /* deepest nesting accepted */
+    size_t out_max;     /* largest pending output */
 };
 
 /*
@@ -59,7 +59,8 @@ struct stream_limits {
  * secret is wiped on free), or NULL on ENOMEM. Nothing is written until
  * stream_start().
  */
-struct stream *stream_new_component(const char *domain, const char *secret,
+struct stream *stream_new_component(const char *domain,
+                                    const char *secret,
                                     const struct stream_limits *limits,
                                     const struct stream_callbacks *cb,
                                     void *ud);
@@ -100,7 +101,6 @@ const char *stream_id(const struct stream *s);
 
 /* The XEP-0114 handshake digest: lower-case hex SHA-1 of id followed by
  * secret, into out (41 bytes). 0 or ERR_NOMEM. */
-int stream_handshake_digest(const char *id, const char *secret,
-                            char out[41]);
+int stream_handshake_digest(const char *id, const char *secret, char out[41]);
 
 #endif

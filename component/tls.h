@@ -30,21 +30,24 @@ struct tls_conn;
 struct tls_settings {
     const char *cert_file; /* PEM chain; NULL: no certificate to offer */
     const char *key_file;
-    const char *ca_file;   /* trust store; NULL and ca_path NULL: system */
+    const char *ca_file; /* trust store; NULL and ca_path NULL: system */
     const char *ca_path;
-    const char *ciphers;   /* TLS 1.2 cipher list, NULL: OpenSSL default */
+    const char *ciphers; /* TLS 1.2 cipher list, NULL: OpenSSL default */
 };
 
 /* Returns a new context or NULL with a message in err (errlen bytes). */
-struct tls_ctx *tls_ctx_new(const struct tls_settings *s, char *err,
-                            size_t errlen);
+struct tls_ctx *
+tls_ctx_new(const struct tls_settings *s, char *err, size_t errlen);
 void tls_ctx_free(struct tls_ctx *ctx);
 
 /* Wraps fd (not owned: the caller closes it). sni is the peer's domain
  * for a client, NULL for a server. alpn: offer/accept "xmpp-server"
  * (direct TLS). NULL on ENOMEM. */
-struct tls_conn *tls_conn_new(struct tls_ctx *ctx, int fd, bool client,
-                              const char *sni, bool alpn);
+struct tls_conn *tls_conn_new(struct tls_ctx *ctx,
+                              int fd,
+                              bool client,
+                              const char *sni,
+                              bool alpn);
 void tls_conn_free(struct tls_conn *c);
 
 /* Advances the handshake: 0 when done, ERR_AGAIN, or ERR_AUTH/ERR_SYS
@@ -65,9 +68,9 @@ void tls_shutdown(struct tls_conn *c);
 
 struct tls_peer {
     bool cert_present;
-    bool chain_ok;             /* chain verified to a trust anchor */
-    char chain_error[128];     /* why not, when !chain_ok */
-    bool name_ok;              /* valid for the domain asked */
+    bool chain_ok;         /* chain verified to a trust anchor */
+    char chain_error[128]; /* why not, when !chain_ok */
+    bool name_ok;          /* valid for the domain asked */
     enum certid_match match;
     char subject[256];
     char issuer[256];
@@ -80,8 +83,10 @@ struct tls_peer {
  * out; 0, or ERR_NOMEM. (A certificate that fails is not an error: see
  * out->chain_ok and out->name_ok.)
  */
-int tls_verify_peer(struct tls_conn *c, const char *domain,
-                    const char *anchor_file, struct tls_peer *out);
+int tls_verify_peer(struct tls_conn *c,
+                    const char *domain,
+                    const char *anchor_file,
+                    struct tls_peer *out);
 
 /* The local domain the peer asked for with SNI, or NULL. */
 const char *tls_sni(const struct tls_conn *c);

@@ -36,10 +36,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define UPSTREAM_READ_CHUNK 16384
+#define UPSTREAM_READ_CHUNK      16384
 #define UPSTREAM_READS_PER_EVENT 8
-#define UPSTREAM_CLOSE_GRACE_MS 2000
-#define UPSTREAM_PAD_MAX 4096
+#define UPSTREAM_CLOSE_GRACE_MS  2000
+#define UPSTREAM_PAD_MAX         4096
 
 struct upstream_link {
     struct upstream *up;
@@ -56,8 +56,8 @@ struct upstream_link {
     unsigned failures;
     unsigned connects;
     char last_error[256];
-    size_t pad_owed; /* whitespace owed after a split write (see flush) */
-    bool removed;    /* no longer configured: free once closed */
+    size_t pad_owed;   /* whitespace owed after a split write (see flush) */
+    bool removed;      /* no longer configured: free once closed */
     bool stream_ended; /* the stream reported its end during a feed */
     struct upstream_link *next;
 };
@@ -100,8 +100,8 @@ const char *upstream_state_name(enum upstream_link_state state)
     return "unknown";
 }
 
-static void link_set_timer(struct upstream_link *l, uint64_t ms,
-                           loop_timer_fn *fn)
+static void
+link_set_timer(struct upstream_link *l, uint64_t ms, loop_timer_fn *fn)
 {
     loop_timer_cancel(l->up->loop, l->timer);
     l->timer = loop_timer_add(l->up->loop, ms, fn, l);
@@ -428,7 +428,8 @@ static void link_on_io(struct loop *loop, int fd, unsigned events, void *ud)
 }
 
 /* Resolves the configured host; numeric addresses never block. */
-static int link_resolve(struct upstream_link *l, struct sockaddr_storage *ss,
+static int link_resolve(struct upstream_link *l,
+                        struct sockaddr_storage *ss,
                         socklen_t *sslen)
 {
     struct addrinfo hints;
@@ -463,8 +464,8 @@ static void link_connect(struct upstream_link *l)
     if (link_resolve(l, &ss, &sslen) != 0) {
         return;
     }
-    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
-                    0);
+    int fd =
+        socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         link_fail(l, "socket failed: %s", strerror(errno));
         return;
@@ -476,8 +477,8 @@ static void link_connect(struct upstream_link *l)
         .stanza = link_on_stanza,
         .closed = link_on_closed,
     };
-    l->stream = stream_new_component(l->domain, l->secret,
-                                     &up->settings.limits, &scb, l);
+    l->stream = stream_new_component(l->domain, l->secret, &up->settings.limits,
+                                     &scb, l);
     if (l->stream == NULL) {
         close(fd);
         link_fail(l, "cannot create the stream: out of memory");
@@ -525,8 +526,9 @@ static void link_on_expiry(struct loop *loop, void *ud)
     size_t n = 0;
     while ((st = squeue_pop_expired(&l->queue, deadline)) != NULL) {
         n++;
-        l->up->cb.undeliverable(l->up->ud, st, "remote-server-timeout",
-                                "the home server link is down"); /* transferred */
+        l->up->cb.undeliverable(
+            l->up->ud, st, "remote-server-timeout",
+            "the home server link is down"); /* transferred */
     }
     if (n > 0) {
         log_conn(LOG_LEVEL_WARN, l->who,
@@ -638,7 +640,8 @@ static int upstream_copy_settings(struct upstream *up,
 
 struct upstream *upstream_new(struct loop *loop,
                               const struct upstream_settings *settings,
-                              const struct upstream_callbacks *cb, void *ud)
+                              const struct upstream_callbacks *cb,
+                              void *ud)
 {
     struct upstream *up = calloc(1, sizeof(*up));
     if (up == NULL) {
@@ -697,7 +700,8 @@ static struct upstream_link *link_new(struct upstream *up,
 
 int upstream_configure(struct upstream *up,
                        const struct upstream_settings *settings,
-                       const struct upstream_domain *domains, size_t n)
+                       const struct upstream_domain *domains,
+                       size_t n)
 {
     bool settings_changed =
         strcmp(up->host, settings->host) != 0 ||
@@ -739,8 +743,8 @@ int upstream_configure(struct upstream *up,
                 l->secret = s;
             }
             if (secret_changed || settings_changed) {
-                snprintf(l->who, sizeof(l->who), "upstream %s %s:%u",
-                         l->domain, up->host, up->settings.port);
+                snprintf(l->who, sizeof(l->who), "upstream %s %s:%u", l->domain,
+                         up->host, up->settings.port);
                 log_conn(LOG_LEVEL_INFO, l->who,
                          "settings changed; reconnecting");
                 backoff_reset(&l->backoff);
@@ -820,7 +824,8 @@ size_t upstream_count(const struct upstream *up)
     return up->nlinks;
 }
 
-void upstream_info(const struct upstream *up, size_t i,
+void upstream_info(const struct upstream *up,
+                   size_t i,
                    struct upstream_link_info *out)
 {
     memset(out, 0, sizeof(*out));

@@ -23,7 +23,7 @@ struct loop;
 struct upstream;
 
 struct upstream_settings {
-    const char *host;            /* IP address or host name */
+    const char *host; /* IP address or host name */
     unsigned port;
     unsigned connect_timeout_ms;
     unsigned handshake_timeout_ms;
@@ -45,8 +45,10 @@ struct upstream_callbacks {
     void (*stanza)(void *ud, const char *domain, struct xml_node *st);
     /* A stanza for the home server that cannot be delivered; the owner
      * bounces it to its sender. Consumes st. */
-    void (*undeliverable)(void *ud, struct xml_node *st,
-                          const char *condition, const char *text);
+    void (*undeliverable)(void *ud,
+                          struct xml_node *st,
+                          const char *condition,
+                          const char *text);
 };
 
 enum upstream_link_state {
@@ -54,24 +56,25 @@ enum upstream_link_state {
     UPSTREAM_CONNECTING,  /* TCP connect in progress */
     UPSTREAM_HANDSHAKING, /* stream opened, handshake not done */
     UPSTREAM_READY,
-    UPSTREAM_CLOSING,     /* our close sent, waiting for the server's */
+    UPSTREAM_CLOSING, /* our close sent, waiting for the server's */
 };
 
 struct upstream_link_info {
     const char *domain;
     enum upstream_link_state state;
-    unsigned failures;       /* consecutive failed attempts */
-    unsigned connects;       /* successful handshakes since start */
-    size_t queued;           /* stanzas waiting */
-    const char *last_error;  /* text of the last failure, or NULL */
-    int fd;                  /* -1 when not connected */
+    unsigned failures;      /* consecutive failed attempts */
+    unsigned connects;      /* successful handshakes since start */
+    size_t queued;          /* stanzas waiting */
+    const char *last_error; /* text of the last failure, or NULL */
+    int fd;                 /* -1 when not connected */
 };
 
 /* Returns a new, empty set of links, or NULL on ENOMEM. Settings strings
  * are copied. */
 struct upstream *upstream_new(struct loop *loop,
                               const struct upstream_settings *settings,
-                              const struct upstream_callbacks *cb, void *ud);
+                              const struct upstream_callbacks *cb,
+                              void *ud);
 
 /*
  * Makes the set of links match domains: links for domains no longer
@@ -81,7 +84,8 @@ struct upstream *upstream_new(struct loop *loop,
  */
 int upstream_configure(struct upstream *up,
                        const struct upstream_settings *settings,
-                       const struct upstream_domain *domains, size_t n);
+                       const struct upstream_domain *domains,
+                       size_t n);
 
 /*
  * Sends st to the home server on the link of its `from` domain, or queues
@@ -94,13 +98,13 @@ int upstream_send(struct upstream *up, struct xml_node *st);
 
 /* Closes every link cleanly; done runs once all are closed or after a
  * grace period. Queued stanzas go to undeliverable. */
-void upstream_shutdown(struct upstream *up, void (*done)(void *ud),
-                       void *ud);
+void upstream_shutdown(struct upstream *up, void (*done)(void *ud), void *ud);
 
 /* Number of links, and the state of link i (strings borrowed until the
  * next loop iteration). */
 size_t upstream_count(const struct upstream *up);
-void upstream_info(const struct upstream *up, size_t i,
+void upstream_info(const struct upstream *up,
+                   size_t i,
                    struct upstream_link_info *out);
 
 /* Name of a state for logs and status. */

@@ -66,9 +66,6 @@ run_suite() {
 step "build (-Werror) and make check"
 run_suite _build
 
-step "format check"
-make -C _build format-check
-
 if [ "${FEDGATE_SKIP_SAN:-0}" != 1 ]; then
     step "sanitizer build (ASan + UBSan) and make check"
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
@@ -82,5 +79,8 @@ if [ "${FEDGATE_SKIP_DISTCHECK:-0}" != 1 ]; then
         TESTS='$(CHECK_TESTS) test/integration/cli.sh' >/dev/null
     echo "distcheck passed"
 fi
+step "format check"
+make -C _build format-check
+
 step "all tests passed"
 echo "$total_pass passed, $total_fail failed"

@@ -63,8 +63,7 @@ static struct service *new_service(struct sent *out)
 {
     static const char *const peers[] = {"b.test", "c.test"};
     memset(out, 0, sizeof(*out));
-    struct service *svc =
-        service_new("fedgate.a.test", peers, 2, collect, out);
+    struct service *svc = service_new("fedgate.a.test", peers, 2, collect, out);
     ck_assert_ptr_nonnull(svc);
     return svc;
 }
@@ -139,11 +138,10 @@ START_TEST(test_disco_info_unknown_node)
 {
     struct sent out;
     struct service *svc = new_service(&out);
-    service_handle(svc,
-                   parse("<iq type='get' id='d2' from='u@a.test/r' "
-                         "to='fedgate.a.test'><query "
-                         "xmlns='http://jabber.org/protocol/disco#info' "
-                         "node='nope'/></iq>"));
+    service_handle(svc, parse("<iq type='get' id='d2' from='u@a.test/r' "
+                              "to='fedgate.a.test'><query "
+                              "xmlns='http://jabber.org/protocol/disco#info' "
+                              "node='nope'/></iq>"));
     ck_assert_int_eq(out.n, 1);
     ck_assert_str_eq(error_condition(out.replies[0]), "item-not-found");
     sent_clear(&out);

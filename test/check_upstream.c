@@ -23,9 +23,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define SERVER_HEADER                                                          \
-    "<?xml version='1.0'?><stream:stream "                                     \
-    "xmlns:stream='http://etherx.jabber.org/streams' "                         \
+#define SERVER_HEADER                                  \
+    "<?xml version='1.0'?><stream:stream "             \
+    "xmlns:stream='http://etherx.jabber.org/streams' " \
     "xmlns='jabber:component:accept' id='3BF96D32' from='b.test'>"
 
 /* ---- stream state machine ------------------------------------------------ */
@@ -67,8 +67,9 @@ static void ev_closed(void *ud, const struct stream_close_info *info)
              info->text != NULL ? info->text : "");
 }
 
-static const struct stream_limits test_limits = {
-    .stanza_max = 4096, .depth_max = 16, .out_max = 65536};
+static const struct stream_limits test_limits = {.stanza_max = 4096,
+                                                 .depth_max = 16,
+                                                 .out_max = 65536};
 
 static struct stream *new_stream(struct events *e)
 {
@@ -324,7 +325,8 @@ START_TEST(test_close_from_our_side)
 }
 END_TEST
 
-/* ---- links against a scripted in-process server --------------------------- */
+/* ---- links against a scripted in-process server ---------------------------
+ */
 
 enum server_mode { SERVER_ACCEPT, SERVER_REJECT, SERVER_SILENT };
 
@@ -416,8 +418,10 @@ static void server_on_accept(struct loop *loop, int fd, unsigned ev, void *ud)
     server_reply(sv, SERVER_HEADER);
 }
 
-static void server_start(struct server *sv, struct loop *loop,
-                         enum server_mode mode, const char *secret)
+static void server_start(struct server *sv,
+                         struct loop *loop,
+                         enum server_mode mode,
+                         const char *secret)
 {
     memset(sv, 0, sizeof(*sv));
     sv->loop = loop;
@@ -461,8 +465,10 @@ static void own_stanza(void *ud, const char *domain, struct xml_node *st)
     xml_unref(st);
 }
 
-static void own_undeliverable(void *ud, struct xml_node *st,
-                              const char *condition, const char *text)
+static void own_undeliverable(void *ud,
+                              struct xml_node *st,
+                              const char *condition,
+                              const char *text)
 {
     struct owner *o = ud;
     o->undeliverable++;
@@ -494,12 +500,12 @@ static struct upstream_settings settings_for(uint16_t port)
 }
 
 /* Runs the loop until cond holds or ms pass. */
-#define RUN_UNTIL(loop, cond, ms)                                              \
-    do {                                                                       \
-        uint64_t until_ = loop_now_ms(loop) + (ms);                            \
-        while (!(cond) && loop_now_ms(loop) < until_) {                        \
-            ck_assert_int_eq(loop_run_once(loop, 10), 0);                      \
-        }                                                                      \
+#define RUN_UNTIL(loop, cond, ms)                         \
+    do {                                                  \
+        uint64_t until_ = loop_now_ms(loop) + (ms);       \
+        while (!(cond) && loop_now_ms(loop) < until_) {   \
+            ck_assert_int_eq(loop_run_once(loop, 10), 0); \
+        }                                                 \
     } while (0)
 
 static struct xml_node *message_from(const char *from)
@@ -567,8 +573,7 @@ START_TEST(test_link_reconnects_after_drop)
     RUN_UNTIL(loop, link_state(up) == UPSTREAM_READY, 2000);
     ck_assert_int_eq(link_state(up), UPSTREAM_READY);
     server_drop(&sv); /* home server restarts */
-    RUN_UNTIL(loop, sv.accepts == 2 && link_state(up) == UPSTREAM_READY,
-              3000);
+    RUN_UNTIL(loop, sv.accepts == 2 && link_state(up) == UPSTREAM_READY, 3000);
     ck_assert_int_eq(sv.accepts, 2);
     struct upstream_link_info info;
     upstream_info(up, 0, &info);

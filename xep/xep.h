@@ -19,12 +19,12 @@
 
 /* What a handler may use of the service that runs it. */
 struct xep_context {
-    const char *service_jid;      /* fedgate's own JID */
-    const char *const *features;  /* every feature of every handler */
+    const char *service_jid;     /* fedgate's own JID */
+    const char *const *features; /* every feature of every handler */
     size_t nfeatures;
-    const char *const *items;     /* disco items: peer domains */
+    const char *const *items; /* disco items: peer domains */
     size_t nitems;
-    const char *version;          /* software version */
+    const char *version; /* software version */
     /* Sends a stanza to the home server. Consumes stanza. 0 or error. */
     int (*send)(void *ud, struct xml_node *stanza);
     void *send_ud;
@@ -40,13 +40,13 @@ typedef int xep_handle_fn(const struct xep_context *ctx,
                           const struct xml_node *st);
 
 struct xep_handler {
-    const char *name;      /* "XEP-0199 XMPP Ping" */
-    const char *xep;       /* "0199" */
-    const char *version;   /* version of the XEP implemented */
-    const char *stanza;    /* "iq", "message" or "presence" */
-    const char *iq_type;   /* "get", "set" or NULL for any (iq only) */
-    const char *ns;        /* payload namespace (iq), or NULL */
-    const char *element;   /* payload element (iq), or NULL for any */
+    const char *name;            /* "XEP-0199 XMPP Ping" */
+    const char *xep;             /* "0199" */
+    const char *version;         /* version of the XEP implemented */
+    const char *stanza;          /* "iq", "message" or "presence" */
+    const char *iq_type;         /* "get", "set" or NULL for any (iq only) */
+    const char *ns;              /* payload namespace (iq), or NULL */
+    const char *element;         /* payload element (iq), or NULL for any */
     const char *const *features; /* disco features, NULL-terminated */
     xep_handle_fn *handle;
 };

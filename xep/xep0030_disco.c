@@ -8,12 +8,14 @@
 
 #include "xep.h"
 
-#define XEP0030_INFO "http://jabber.org/protocol/disco#info"
+#define XEP0030_INFO  "http://jabber.org/protocol/disco#info"
 #define XEP0030_ITEMS "http://jabber.org/protocol/disco#items"
 
 /* A query with a node attribute asks about something we do not have. */
-static int xep0030_start(const struct xml_node *st, const char *ns,
-                         struct xml_node **reply, struct xml_node **query)
+static int xep0030_start(const struct xml_node *st,
+                         const char *ns,
+                         struct xml_node **reply,
+                         struct xml_node **query)
 {
     const struct xml_node *q = xml_child(st, ns, "query");
     if (q != NULL && xml_attr(q, "node") != NULL) {

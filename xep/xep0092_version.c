@@ -12,8 +12,8 @@
 
 #define XEP0092_NS "jabber:iq:version"
 
-static int xep0092_add_text(struct xml_node *parent, const char *name,
-                            const char *text)
+static int
+xep0092_add_text(struct xml_node *parent, const char *name, const char *text)
 {
     struct xml_node *el = xml_add_child(parent, NULL, name);
     if (el == NULL) {
