@@ -15,8 +15,10 @@
 
 /* Computes the key into out (65 bytes with the NUL). 0 or ERR_NOMEM /
  * ERR_INVAL. */
-int dialback_key(const char *secret, const char *receiving,
-                 const char *originating, const char *stream_id,
+int dialback_key(const char *secret,
+                 const char *receiving,
+                 const char *originating,
+                 const char *stream_id,
                  char out[DIALBACK_KEY_LEN + 1]);
 
 /* True if the received key equals the expected one; constant time in the

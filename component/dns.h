@@ -29,7 +29,7 @@ struct dns_settings {
 
 /* One place to connect to, in the order to try. */
 struct dns_target {
-    char host[256];  /* name without trailing dot */
+    char host[256]; /* name without trailing dot */
     uint16_t port;
     bool direct_tls; /* from _xmpps-server: TLS from the first byte */
     bool secure;     /* the SRV answer was DNSSEC-validated */
@@ -40,19 +40,24 @@ struct dns_target {
  * (ERR_NOT_FOUND: the domain offers no s2s service, i.e. both SRV answers
  * are "."). targets is borrowed for the call.
  */
-typedef void dns_targets_fn(void *ud, int err,
-                            const struct dns_target *targets, size_t n);
+typedef void
+dns_targets_fn(void *ud, int err, const struct dns_target *targets, size_t n);
 
 struct dns_addr {
     struct sockaddr_storage ss;
     socklen_t len;
 };
-typedef void dns_addrs_fn(void *ud, int err, const struct dns_addr *addrs,
-                          size_t n, bool secure);
+typedef void dns_addrs_fn(void *ud,
+                          int err,
+                          const struct dns_addr *addrs,
+                          size_t n,
+                          bool secure);
 
 /* Returns a resolver or NULL with the reason in err. */
-struct dns *dns_new(struct loop *loop, const struct dns_settings *s,
-                    char *err, size_t errlen);
+struct dns *dns_new(struct loop *loop,
+                    const struct dns_settings *s,
+                    char *err,
+                    size_t errlen);
 void dns_free(struct dns *dns);
 
 /*
@@ -62,12 +67,19 @@ void dns_free(struct dns *dns);
  * DOMAIN:5269 (plain) when neither has records. *q (may be NULL) gets a
  * handle for dns_cancel. 0 or a negative code.
  */
-int dns_resolve_s2s(struct dns *dns, const char *domain, dns_targets_fn *fn,
-                    void *ud, struct dns_query **q);
+int dns_resolve_s2s(struct dns *dns,
+                    const char *domain,
+                    dns_targets_fn *fn,
+                    void *ud,
+                    struct dns_query **q);
 
 /* Looks up A and AAAA of host and fills in port. */
-int dns_resolve_addrs(struct dns *dns, const char *host, uint16_t port,
-                      dns_addrs_fn *fn, void *ud, struct dns_query **q);
+int dns_resolve_addrs(struct dns *dns,
+                      const char *host,
+                      uint16_t port,
+                      dns_addrs_fn *fn,
+                      void *ud,
+                      struct dns_query **q);
 
 /* Cancels a pending query: its callback never runs. Accepts NULL. */
 void dns_cancel(struct dns *dns, struct dns_query *q);

@@ -21,9 +21,9 @@ struct policy_facts {
     const char *remote_domain; /* normalised */
     bool tls;                  /* the stream is encrypted */
     bool cert_present;
-    bool cert_chain_ok;        /* verified against the applicable anchors */
-    bool cert_name_ok;         /* valid for remote_domain */
-    enum policy_auth auth;     /* the method being used or asked for */
+    bool cert_chain_ok;    /* verified against the applicable anchors */
+    bool cert_name_ok;     /* valid for remote_domain */
+    enum policy_auth auth; /* the method being used or asked for */
 };
 
 struct policy_decision {
@@ -33,12 +33,12 @@ struct policy_decision {
 };
 
 /* The configured peer for domain, or NULL. Borrows cfg. */
-const struct conf_peer *policy_peer(const struct conf *cfg,
-                                    const char *domain);
+const struct conf_peer *policy_peer(const struct conf *cfg, const char *domain);
 
 /* Decides whether a stream with these facts may carry traffic between a
  * local domain and facts->remote_domain. */
-void policy_check(const struct conf *cfg, const struct policy_facts *facts,
+void policy_check(const struct conf *cfg,
+                  const struct policy_facts *facts,
                   struct policy_decision *out);
 
 #endif
