@@ -18,7 +18,8 @@ enum certid_match {
 };
 
 /* Returns 0 and sets *how when cert is valid for domain; ERR_AUTH when
- * no identifier matches; ERR_INVAL for a malformed certificate.
+ * no identifier matches; ERR_INVAL for a malformed certificate (or a
+ * NULL/empty argument); ERR_NOMEM. *how is CERTID_NONE unless 0.
  * Borrows cert. */
 int certid_check(X509 *cert, const char *domain, enum certid_match *how);
 

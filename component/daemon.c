@@ -6,8 +6,10 @@
  *             service domain, signals into the loop
  * on stanza from the home server:
  *             for the service JID: the service answers it
- *             for a peer domain: bounced with remote-server-not-found,
- *             since no server-to-server route exists in this build
+ *             for a peer domain: out over the s2s route (local, peer)
+ * on stanza from a peer (s2s): to the home server on the peer's stream
+ * on undeliverable: an error reply to the sender, the other way round
+ *             (errors and iq results are never answered)
  * on SIGHUP:  reload; a broken file is reported and the old config stays
  * on SIGTERM/SIGINT: close every stream cleanly, then leave the loop (a
  *             second signal leaves at once)
@@ -16,12 +18,15 @@
 
 #include "daemon.h"
 
+#include "dns.h"
 #include "err.h"
 #include "jid.h"
 #include "log.h"
 #include "loop.h"
+#include "s2s.h"
 #include "service.h"
 #include "stanza.h"
+#include "tls.h"
 #include "upstream.h"
 
 #include <signal.h>
@@ -34,7 +39,11 @@ struct daemon {
     struct conf *cfg;
     struct upstream *up;
     struct service *svc;
+    struct dns *dns;
+    struct tls_ctx *tls;
+    struct s2s *s2s;
     bool stopping;
+    int pending_stops; /* subsystems still closing at shutdown */
 };
 
 /* The upstream domains of a config: the service JID, then each peer and
@@ -114,22 +123,21 @@ static int daemon_make_service(struct daemon *d, const struct conf *cfg)
     return 0;
 }
 
-/* Sends the error reply for st towards the home server. Consumes st. */
-static void daemon_bounce(struct daemon *d,
-                          struct xml_node *st,
-                          const char *condition,
-                          const char *text)
+/* The error reply for st, or NULL when none is due (st is an error or
+ * an iq result) or memory ran out. Borrows st. */
+static struct xml_node *daemon_error_for(const struct xml_node *st,
+                                         const char *condition,
+                                         const char *text)
 {
-    if (stanza_may_bounce(st)) {
-        struct xml_node *r = stanza_error_reply(st, NULL, condition, text);
-        if (r != NULL) {
-            (void)upstream_send(d->up, r); /* transferred */
-        } else {
-            log_error("out of memory bouncing a <%s/> with %s", st->name,
-                      condition);
-        }
+    if (!stanza_may_bounce(st)) {
+        return NULL;
     }
-    xml_unref(st);
+    struct xml_node *r = stanza_error_reply(st, NULL, condition, text);
+    if (r == NULL) {
+        log_error("out of memory bouncing a <%s/> with %s", st->name,
+                  condition);
+    }
+    return r;
 }
 
 static void daemon_on_stanza(void *ud, const char *domain, struct xml_node *st)
@@ -139,27 +147,54 @@ static void daemon_on_stanza(void *ud, const char *domain, struct xml_node *st)
         service_handle(d->svc, st); /* transferred */
         return;
     }
-    char text[400];
-    snprintf(text, sizeof(text), "fedgate has no server-to-server route to %s",
-             domain);
-    log_conn(LOG_LEVEL_INFO, domain, "bouncing <%s/> from %s: %s", st->name,
-             xml_attr(st, "from") != NULL ? xml_attr(st, "from") : "?", text);
-    daemon_bounce(d, st, "remote-server-not-found", text);
+    (void)s2s_send(d->s2s, st); /* transferred */
 }
 
+/* A stanza from the home server could not go out to a peer: the error
+ * goes back to the local sender. */
+static void daemon_on_s2s_undeliverable(void *ud,
+                                        struct xml_node *st,
+                                        const char *condition,
+                                        const char *text)
+{
+    struct daemon *d = ud;
+    struct xml_node *r = daemon_error_for(st, condition, text);
+    xml_unref(st);
+    if (r != NULL) {
+        (void)upstream_send(d->up, r); /* transferred */
+    }
+}
+
+static void daemon_on_s2s_stanza(void *ud, struct xml_node *st)
+{
+    struct daemon *d = ud;
+    (void)upstream_send(d->up, st); /* transferred */
+}
+
+/* A stanza for the home server could not be delivered: the error goes
+ * back to the remote sender, or is logged when fedgate's service sent
+ * it. */
 static void daemon_on_undeliverable(void *ud,
                                     struct xml_node *st,
                                     const char *condition,
                                     const char *text)
 {
+    struct daemon *d = ud;
     const char *from = xml_attr(st, "from");
     const char *to = xml_attr(st, "to");
-    /* The sender is fedgate's service or a peer; with no server-to-server
-     * route yet there is nobody to return an error to, so it is logged. */
+    char domain[1024];
+    bool from_service = from != NULL &&
+                        jid_domain_of(from, domain, sizeof(domain)) == 0 &&
+                        strcmp(domain, d->cfg->service_jid) == 0;
     log_warn("<%s/> from %s to %s not delivered to the home server: %s (%s)",
              st->name, from != NULL ? from : "?", to != NULL ? to : "?",
              condition, text != NULL ? text : "");
+    struct xml_node *r =
+        from_service ? NULL : daemon_error_for(st, condition, text);
     xml_unref(st);
+    if (r != NULL) {
+        (void)s2s_send(d->s2s, r); /* transferred */
+    }
 }
 
 static int daemon_apply(struct daemon *d, const struct conf *cfg)
@@ -170,6 +205,10 @@ static int daemon_apply(struct daemon *d, const struct conf *cfg)
     struct upstream_domain *domains = daemon_domains(cfg, &n);
     if (domains == NULL) {
         return ERR_NOMEM;
+    }
+    /* first, so no subsystem keeps pointing into the old config */
+    if (d->s2s != NULL) {
+        s2s_reconfigure(d->s2s, cfg);
     }
     int rc = daemon_make_service(d, cfg);
     if (rc == 0) {
@@ -224,7 +263,10 @@ static void daemon_reload(struct daemon *d)
 static void daemon_on_stopped(void *ud)
 {
     struct daemon *d = ud;
-    log_info("all home-server streams closed; exiting");
+    if (--d->pending_stops > 0) {
+        return;
+    }
+    log_info("all streams closed; exiting");
     loop_stop(d->loop);
 }
 
@@ -245,7 +287,48 @@ static void daemon_on_signal(struct loop *loop, int signo, void *ud)
     }
     log_info("%s: closing streams", strsignal(signo));
     d->stopping = true;
+    d->pending_stops = 2;
+    s2s_shutdown(d->s2s, daemon_on_stopped, d);
     upstream_shutdown(d->up, daemon_on_stopped, d);
+}
+
+/* TLS context, resolver and the peering engine with its listeners. */
+static int daemon_make_s2s(struct daemon *d, const struct conf *cfg)
+{
+    char err[256] = "";
+    struct tls_settings ts = {
+        .cert_file = cfg->tls_cert,
+        .key_file = cfg->tls_key,
+        .ca_file = cfg->tls_ca,
+        .ca_path = cfg->tls_ca_path,
+        .ciphers = cfg->tls_ciphers,
+    };
+    d->tls = tls_ctx_new(&ts, err, sizeof(err));
+    if (d->tls == NULL) {
+        log_error("TLS: %s", err);
+        return ERR_CONFIG;
+    }
+    struct dns_settings ds = {
+        .forwarders = (const char *const *)cfg->dns_forwarders,
+        .nforwarders = cfg->ndns_forwarders,
+        .hosts_file = cfg->dns_hosts_file,
+        .trust_anchor_file = cfg->dns_trust_anchor_file,
+    };
+    d->dns = dns_new(d->loop, &ds, err, sizeof(err));
+    if (d->dns == NULL) {
+        log_error("DNS: %s", err);
+        return ERR_CONFIG;
+    }
+    struct s2s_callbacks scb = {
+        .stanza = daemon_on_s2s_stanza,
+        .undeliverable = daemon_on_s2s_undeliverable,
+    };
+    d->s2s = s2s_new(d->loop, cfg, d->dns, d->tls, &scb, d, err, sizeof(err));
+    if (d->s2s == NULL) {
+        log_error("s2s: %s", err);
+        return ERR_CONFIG;
+    }
+    return s2s_listen(d->s2s);
 }
 
 int daemon_run(struct conf *cfg)
@@ -274,6 +357,10 @@ int daemon_run(struct conf *cfg)
             goto out;
         }
     }
+    if (daemon_make_s2s(&d, cfg) != 0) {
+        rc = ERR_CONFIG;
+        goto out;
+    }
     daemon_settings(cfg, &s);
     struct upstream_callbacks ucb = {
         .stanza = daemon_on_stanza,
@@ -300,6 +387,9 @@ int daemon_run(struct conf *cfg)
     log_info("stopped");
 out:
     upstream_free(d.up);
+    s2s_free(d.s2s);
+    dns_free(d.dns);
+    tls_ctx_free(d.tls);
     service_free(d.svc);
     loop_free(d.loop);
     conf_free(d.cfg);

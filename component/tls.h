@@ -51,7 +51,8 @@ struct tls_conn *tls_conn_new(struct tls_ctx *ctx,
 void tls_conn_free(struct tls_conn *c);
 
 /* Advances the handshake: 0 when done, ERR_AGAIN, or ERR_AUTH/ERR_SYS
- * with tls_last_error() saying why. */
+ * (ERR_CLOSED when the peer went away) with tls_last_error() saying
+ * why. */
 int tls_handshake(struct tls_conn *c);
 
 /* LOOP_READ and/or LOOP_WRITE: what the last ERR_AGAIN waits for. */
@@ -81,7 +82,7 @@ struct tls_peer {
  * Verifies the peer certificate for domain, against anchor_file (a PEM
  * CA file for this peer only) or, when NULL, the context's store. Fills
  * out; 0, or ERR_NOMEM. (A certificate that fails is not an error: see
- * out->chain_ok and out->name_ok.)
+ * out->chain_ok and out->name_ok.) domain NULL checks the chain only.
  */
 int tls_verify_peer(struct tls_conn *c,
                     const char *domain,

@@ -1,0 +1,1700 @@
+/*
+ * s2s.c: s2s connections and routes on the one event loop.
+ *
+ * Outbound, per route (local, remote):
+ *   first stanza: policy (configured, trusted peer) or bounce
+ *   resolve:      static host, else SRV (_xmpps-server, _xmpp-server),
+ *                 then A/AAAA of each target in order
+ *   connect:      each address in turn (connect timeout); direct TLS for
+ *                 _xmpps-server targets
+ *   negotiate:    the s2s stream machine; STARTTLS runs TLS here; the
+ *                 negotiate timer covers everything up to authentication
+ *   ready:        queued stanzas flushed; idle timer and keepalives
+ *   failure:      next address, next target; when none is left the queue
+ *                 is bounced with the reason (DNS, connect, TLS, auth)
+ * Inbound, per accepted connection:
+ *   (direct TLS first on the XEP-0368 listener), then the machine; a
+ *   db:result is verified by asking the authoritative server over the
+ *   outbound route for the same pair (db:verify); stanzas go to the owner.
+ * A connection is never freed inside its own callback: conn_destroy marks
+ * it dead and frees it after the loop iteration.
+ */
+#include "config.h"
+
+#include "s2s.h"
+
+#include "dialback.h"
+#include "dns.h"
+#include "err.h"
+#include "jid.h"
+#include "log.h"
+#include "loop.h"
+#include "policy.h"
+#include "s2sstream.h"
+#include "squeue.h"
+#include "tls.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define S2S_READ_CHUNK        16384
+#define S2S_READS_PER_EVENT   8
+#define S2S_CLOSE_GRACE_MS    1000
+#define S2S_SHUTDOWN_GRACE_MS 3000
+#define S2S_MAX_LISTENERS     16
+
+enum route_state {
+    ROUTE_IDLE,
+    ROUTE_RESOLVING,
+    ROUTE_CONNECTING,
+    ROUTE_NEGOTIATING,
+    ROUTE_READY,
+};
+
+struct s2s_conn;
+
+/* An inbound db:result waiting for the authoritative server's answer. */
+struct s2s_verify {
+    struct s2s_conn *in;
+    char id[128];
+    char key[160];
+    bool sent;
+    struct s2s_verify *next;
+};
+
+struct s2s_route {
+    struct s2s *s2s;
+    char *local;
+    char *remote;
+    enum route_state state;
+    struct s2s_conn *out;
+    struct squeue queue;
+    struct loop_timer *expiry;
+    struct dns_query *query;
+    struct dns_target *targets;
+    size_t ntargets;
+    size_t ti;
+    struct dns_addr *addrs;
+    size_t naddrs;
+    size_t ai;
+    struct s2s_verify *verifies;
+    enum policy_auth auth;
+    unsigned long stanzas_out;
+    unsigned long bytes_out;
+    char last_error[256];
+    struct s2s_route *next;
+};
+
+struct s2s_conn {
+    struct s2s *s2s;
+    bool outbound;
+    bool dead;
+    int fd;
+    char who[400];
+    struct tls_conn *tls;
+    bool tls_handshaking;
+    bool want_tls; /* the machine asked for TLS during a feed */
+    bool direct_tls;
+    bool authenticated;
+    unsigned want_events; /* extra events the last ERR_AGAIN asked for */
+    struct s2s_stream *stream;
+    struct s2s_route *route;  /* outbound only */
+    struct tls_peer peer;     /* last verification result */
+    char peer_domain[256];    /* the domain peer was verified for */
+    struct loop_timer *timer; /* connect, negotiate or close grace */
+    struct loop_timer *idle;  /* idle close and keepalive */
+    uint64_t last_in_ms;
+    uint64_t last_out_ms;
+    unsigned long stanzas_in;
+    struct s2s_conn *next;
+};
+
+struct s2s_listener {
+    struct s2s *s2s;
+    int fd;
+    bool direct_tls;
+    char addr[80];
+};
+
+struct s2s {
+    struct loop *loop;
+    const struct conf *cfg;
+    struct dns *dns;
+    struct tls_ctx *tls;
+    struct s2s_callbacks cb;
+    void *ud;
+    char *dialback_secret;
+    struct s2s_route *routes;
+    size_t nroutes;
+    struct s2s_conn *conns;
+    struct s2s_listener listeners[S2S_MAX_LISTENERS];
+    size_t nlisteners;
+    bool shutting_down;
+    void (*shutdown_done)(void *ud);
+    void *shutdown_ud;
+    struct loop_timer *shutdown_timer;
+};
+
+static void conn_destroy(struct s2s_conn *c, const char *why);
+static void
+conn_close(struct s2s_conn *c, const char *condition, const char *text);
+static void conn_on_io(struct loop *loop, int fd, unsigned events, void *ud);
+static void route_next_addr(struct s2s_route *r);
+static void route_start(struct s2s_route *r);
+static void route_flush_queue(struct s2s_route *r);
+static void s2s_check_shutdown(struct s2s *s2s);
+
+/* ---- helpers ------------------------------------------------------------- */
+
+static bool s2s_serves(const struct s2s *s2s, const char *domain)
+{
+    for (size_t i = 0; i < s2s->cfg->ndomains; i++) {
+        if (strcmp(s2s->cfg->domains[i], domain) == 0) {
+            return true;
+        }
+    }
+    return strcmp(s2s->cfg->service_jid, domain) == 0;
+}
+
+static const char *auth_name(enum policy_auth a)
+{
+    switch (a) {
+    case POLICY_AUTH_SASL_EXTERNAL:
+        return "sasl-external";
+    case POLICY_AUTH_DIALBACK:
+        return "dialback";
+    default:
+        return NULL;
+    }
+}
+
+static const char *route_state_name(enum route_state st)
+{
+    static const char *const names[] = {"idle", "resolving", "connecting",
+                                        "negotiating", "ready"};
+    return names[st];
+}
+
+static struct s2s_route *
+route_find(const struct s2s *s2s, const char *local, const char *remote)
+{
+    for (struct s2s_route *r = s2s->routes; r != NULL; r = r->next) {
+        if (strcmp(r->local, local) == 0 && strcmp(r->remote, remote) == 0) {
+            return r;
+        }
+    }
+    return NULL;
+}
+
+static struct s2s_route *
+route_get(struct s2s *s2s, const char *local, const char *remote)
+{
+    struct s2s_route *r = route_find(s2s, local, remote);
+    if (r != NULL) {
+        return r;
+    }
+    r = calloc(1, sizeof(*r));
+    if (r == NULL) {
+        return NULL;
+    }
+    r->s2s = s2s;
+    r->local = strdup(local);
+    r->remote = strdup(remote);
+    if (r->local == NULL || r->remote == NULL) {
+        free(r->local);
+        free(r->remote);
+        free(r);
+        return NULL;
+    }
+    squeue_init(&r->queue, s2s->cfg->queue_max_stanzas,
+                s2s->cfg->queue_max_bytes);
+    r->next = s2s->routes;
+    s2s->routes = r;
+    s2s->nroutes++;
+    return r;
+}
+
+/* ---- route: queue and failure ----------------------------------------------
+ */
+
+static void
+route_bounce_queue(struct s2s_route *r, const char *condition, const char *text)
+{
+    struct xml_node *st;
+    size_t n = 0;
+    while ((st = squeue_pop(&r->queue)) != NULL) {
+        n++;
+        r->s2s->cb.undeliverable(r->s2s->ud, st, condition,
+                                 text); /* transferred */
+    }
+    loop_timer_cancel(r->s2s->loop, r->expiry);
+    r->expiry = NULL;
+    if (n > 0) {
+        log_conn(LOG_LEVEL_WARN, r->remote,
+                 "route %s -> %s: bounced %zu queued stanza(s): %s", r->local,
+                 r->remote, n, condition);
+    }
+}
+
+static void route_clear_lookup(struct s2s_route *r)
+{
+    dns_cancel(r->s2s->dns, r->query);
+    r->query = NULL;
+    free(r->targets);
+    r->targets = NULL;
+    r->ntargets = r->ti = 0;
+    free(r->addrs);
+    r->addrs = NULL;
+    r->naddrs = r->ai = 0;
+}
+
+/* The route cannot be set up now: bounce what waits, answer pending
+ * dialback verifications negatively, back to idle. */
+static void
+route_fail(struct s2s_route *r, const char *condition, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void
+route_fail(struct s2s_route *r, const char *condition, const char *fmt, ...)
+{
+    char why[sizeof(r->last_error)];
+    va_list ap;
+    va_start(ap, fmt);
+    /* a local copy: the arguments may point into r->last_error */
+    vsnprintf(why, sizeof(why), fmt, ap);
+    va_end(ap);
+    memcpy(r->last_error, why, sizeof(why));
+    log_conn(LOG_LEVEL_WARN, r->remote, "route %s -> %s failed: %s", r->local,
+             r->remote, r->last_error);
+    route_clear_lookup(r);
+    r->state = ROUTE_IDLE;
+    struct s2s_verify *v = r->verifies;
+    r->verifies = NULL;
+    while (v != NULL) {
+        struct s2s_verify *next = v->next;
+        if (!v->in->dead) {
+            s2s_stream_dialback_result(v->in->stream, r->local, r->remote,
+                                       false);
+        }
+        free(v);
+        v = next;
+    }
+    route_bounce_queue(r, condition, r->last_error);
+}
+
+static void route_on_expiry(struct loop *loop, void *ud);
+
+static void route_arm_expiry(struct s2s_route *r)
+{
+    struct s2s *s2s = r->s2s;
+    loop_timer_cancel(s2s->loop, r->expiry);
+    r->expiry = NULL;
+    if (r->queue.count == 0) {
+        return;
+    }
+    uint64_t limit = (uint64_t)s2s->cfg->queue_timeout * 1000u;
+    uint64_t due = squeue_oldest_ms(&r->queue) + limit;
+    uint64_t now = loop_now_ms(s2s->loop);
+    r->expiry = loop_timer_add(s2s->loop, due > now ? due - now : 0,
+                               route_on_expiry, r);
+}
+
+static void route_on_expiry(struct loop *loop, void *ud)
+{
+    struct s2s_route *r = ud;
+    r->expiry = NULL;
+    uint64_t limit = (uint64_t)r->s2s->cfg->queue_timeout * 1000u;
+    uint64_t now = loop_now_ms(loop);
+    struct xml_node *st;
+    while ((st = squeue_pop_expired(&r->queue,
+                                    now > limit ? now - limit : 0)) != NULL) {
+        r->s2s->cb.undeliverable(r->s2s->ud, st, "remote-server-timeout",
+                                 "the peer could not be reached in time");
+    }
+    route_arm_expiry(r);
+}
+
+/* ---- connection I/O -------------------------------------------------------
+ */
+
+static ssize_t conn_read(struct s2s_conn *c, char *data, size_t len)
+{
+    if (c->tls != NULL) {
+        return tls_read(c->tls, data, len);
+    }
+    ssize_t n = read(c->fd, data, len);
+    if (n < 0) {
+        return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR
+                   ? ERR_AGAIN
+                   : ERR_SYS;
+    }
+    return n;
+}
+
+static ssize_t conn_write(struct s2s_conn *c, const char *data, size_t len)
+{
+    if (c->tls != NULL) {
+        return tls_write(c->tls, data, len);
+    }
+    ssize_t n = write(c->fd, data, len);
+    if (n < 0) {
+        return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR
+                   ? ERR_AGAIN
+                   : ERR_SYS;
+    }
+    return n;
+}
+
+static void conn_update_events(struct s2s_conn *c)
+{
+    if (c->dead) {
+        return;
+    }
+    unsigned events = LOOP_READ | c->want_events;
+    if (c->stream != NULL && buf_size(s2s_stream_output(c->stream)) > 0 &&
+        c->tls == NULL) {
+        events |= LOOP_WRITE;
+    }
+    if (loop_modify(c->s2s->loop, c->fd, events) != 0) {
+        conn_destroy(c, "cannot watch the socket");
+    }
+}
+
+/* Writes pending output; false if the connection died. */
+static bool conn_flush(struct s2s_conn *c)
+{
+    if (c->dead || c->stream == NULL || c->tls_handshaking) {
+        return !c->dead;
+    }
+    struct buf *out = s2s_stream_output(c->stream);
+    c->want_events = 0;
+    while (buf_size(out) > 0) {
+        ssize_t n = conn_write(c, buf_peek(out), buf_size(out));
+        if (n == ERR_AGAIN) {
+            c->want_events =
+                c->tls != NULL ? tls_wants(c->tls) : (unsigned)LOOP_WRITE;
+            break;
+        }
+        if (n <= 0) {
+            conn_destroy(c, c->tls != NULL ? tls_last_error(c->tls)
+                                           : "write failed");
+            return false;
+        }
+        buf_consume(out, (size_t)n);
+        c->last_out_ms = loop_now_ms(c->s2s->loop);
+    }
+    conn_update_events(c);
+    return !c->dead;
+}
+
+/* ---- timers ---------------------------------------------------------------
+ */
+
+static void conn_on_timer(struct loop *loop, void *ud)
+{
+    struct s2s_conn *c = ud;
+    c->timer = NULL;
+    if (c->stream == NULL) {
+        char why[96];
+        snprintf(why, sizeof(why), "%s timed out",
+                 c->tls_handshaking ? "TLS handshake" : "connect");
+        if (c->route != NULL) {
+            snprintf(c->route->last_error, sizeof(c->route->last_error), "%s",
+                     why);
+        }
+        conn_destroy(c, why);
+        return;
+    }
+    if (s2s_stream_state(c->stream) == S2S_CLOSING) {
+        conn_destroy(c, "peer did not close the stream in time");
+        return;
+    }
+    char text[96];
+    snprintf(text, sizeof(text), "not authenticated within %u s",
+             c->s2s->cfg->s2s_negotiate_timeout);
+    log_conn(LOG_LEVEL_WARN, c->who, "%s; closing", text);
+    if (c->route != NULL) {
+        snprintf(c->route->last_error, sizeof(c->route->last_error),
+                 "timeout: %s", text);
+    }
+    conn_close(c, "connection-timeout", text);
+}
+
+static void conn_on_idle(struct loop *loop, void *ud)
+{
+    struct s2s_conn *c = ud;
+    c->idle = NULL;
+    const struct conf *cfg = c->s2s->cfg;
+    uint64_t now = loop_now_ms(loop);
+    uint64_t idle_ms = (uint64_t)cfg->s2s_idle_timeout * 1000u;
+    uint64_t ka_ms = (uint64_t)cfg->s2s_keepalive * 1000u;
+    uint64_t last =
+        c->last_in_ms > c->last_out_ms ? c->last_in_ms : c->last_out_ms;
+    if (now - last >= idle_ms) {
+        log_conn(LOG_LEVEL_INFO, c->who, "idle for %u s; closing",
+                 cfg->s2s_idle_timeout);
+        conn_close(c, NULL, NULL);
+        return;
+    }
+    if (now - c->last_out_ms >= ka_ms) {
+        if (s2s_stream_keepalive(c->stream) == 0 && !conn_flush(c)) {
+            return;
+        }
+    }
+    c->idle =
+        loop_timer_add(loop, ka_ms < 1000 ? ka_ms : 1000, conn_on_idle, c);
+}
+
+/* ---- connection lifetime ----------------------------------------------------
+ */
+
+static void conn_free(void *ptr)
+{
+    struct s2s_conn *c = ptr;
+    s2s_stream_free(c->stream);
+    tls_conn_free(c->tls);
+    free(c);
+}
+
+/* Drops the inbound connection's pending verifications from all routes. */
+static void conn_forget_verifies(struct s2s_conn *c)
+{
+    for (struct s2s_route *r = c->s2s->routes; r != NULL; r = r->next) {
+        for (struct s2s_verify **pp = &r->verifies; *pp != NULL;) {
+            if ((*pp)->in == c) {
+                struct s2s_verify *v = *pp;
+                *pp = v->next;
+                free(v);
+            } else {
+                pp = &(*pp)->next;
+            }
+        }
+    }
+}
+
+static void conn_destroy(struct s2s_conn *c, const char *why)
+{
+    if (c->dead) {
+        return;
+    }
+    struct s2s *s2s = c->s2s;
+    c->dead = true;
+    log_conn(LOG_LEVEL_INFO, c->who, "connection closed: %s", why);
+    loop_unwatch(s2s->loop, c->fd);
+    close(c->fd);
+    c->fd = -1;
+    loop_timer_cancel(s2s->loop, c->timer);
+    loop_timer_cancel(s2s->loop, c->idle);
+    c->timer = c->idle = NULL;
+    for (struct s2s_conn **pp = &s2s->conns; *pp != NULL; pp = &(*pp)->next) {
+        if (*pp == c) {
+            *pp = c->next;
+            break;
+        }
+    }
+    if (!c->outbound) {
+        conn_forget_verifies(c);
+    }
+    struct s2s_route *r = c->route;
+    if (loop_defer(s2s->loop, conn_free, c) != 0) {
+        log_conn(LOG_LEVEL_ERROR, c->who,
+                 "out of memory deferring a free; leaking the connection");
+    }
+    if (r != NULL) {
+        r->out = NULL;
+        if (r->state == ROUTE_READY) {
+            r->state = ROUTE_IDLE;
+            r->auth = POLICY_AUTH_NONE;
+            if (r->queue.count > 0 && !s2s->shutting_down) {
+                route_start(r);
+            }
+        } else if (r->state == ROUTE_CONNECTING ||
+                   r->state == ROUTE_NEGOTIATING) {
+            if (r->last_error[0] == '\0' || strcmp(r->last_error, why) != 0) {
+                snprintf(r->last_error, sizeof(r->last_error), "%s", why);
+            }
+            if (s2s->shutting_down) {
+                route_fail(r, "remote-server-timeout", "%s",
+                           "fedgate is shutting down");
+            } else {
+                r->ai++;
+                route_next_addr(r);
+            }
+        }
+    }
+    s2s_check_shutdown(s2s);
+}
+
+static void
+conn_close(struct s2s_conn *c, const char *condition, const char *text)
+{
+    if (c->dead) {
+        return;
+    }
+    if (c->tls_handshaking || c->stream == NULL) {
+        conn_destroy(c, text != NULL ? text : "closed");
+        return;
+    }
+    s2s_stream_close(c->stream, condition, text);
+    if (!conn_flush(c)) {
+        return;
+    }
+    loop_timer_cancel(c->s2s->loop, c->timer);
+    c->timer =
+        loop_timer_add(c->s2s->loop, S2S_CLOSE_GRACE_MS, conn_on_timer, c);
+}
+
+/* ---- stream machine callbacks
+ * ------------------------------------------------ */
+
+static void cb_want_tls(void *ud)
+{
+    struct s2s_conn *c = ud;
+    c->want_tls = true;
+}
+
+static bool cb_serves(void *ud, const char *local)
+{
+    struct s2s_conn *c = ud;
+    return s2s_serves(c->s2s, local);
+}
+
+static const char *peer_anchor(const struct s2s *s2s, const char *domain)
+{
+    const struct conf_peer *p = policy_peer(s2s->cfg, domain);
+    return p != NULL ? p->trust_anchor : NULL;
+}
+
+static bool cb_cert_valid_for(void *ud, const char *domain)
+{
+    struct s2s_conn *c = ud;
+    if (c->tls == NULL) {
+        return false;
+    }
+    if (strcmp(c->peer_domain, domain) != 0) {
+        if (tls_verify_peer(c->tls, domain, peer_anchor(c->s2s, domain),
+                            &c->peer) != 0) {
+            return false;
+        }
+        snprintf(c->peer_domain, sizeof(c->peer_domain), "%s", domain);
+        log_conn(LOG_LEVEL_DEBUG, c->who,
+                 "peer certificate for %s: present=%d chain=%s name=%s "
+                 "subject=%s",
+                 domain, c->peer.cert_present,
+                 c->peer.chain_ok ? "ok" : c->peer.chain_error,
+                 c->peer.name_ok ? certid_match_name(c->peer.match) : "no",
+                 c->peer.subject);
+    }
+    return c->peer.cert_present && c->peer.chain_ok && c->peer.name_ok;
+}
+
+static void cb_authorize(void *ud,
+                         const char *remote,
+                         enum policy_auth method,
+                         struct policy_decision *out)
+{
+    struct s2s_conn *c = ud;
+    struct policy_facts facts = {
+        .remote_domain = remote,
+        .tls = c->tls != NULL && !c->tls_handshaking,
+        .auth = method,
+    };
+    if (facts.tls) {
+        (void)cb_cert_valid_for(c, remote);
+        facts.cert_present = c->peer.cert_present;
+        facts.cert_chain_ok = c->peer.chain_ok;
+        facts.cert_name_ok = c->peer.name_ok;
+    }
+    policy_check(c->s2s->cfg, &facts, out);
+    if (!out->allow) {
+        log_conn(LOG_LEVEL_WARN, c->who, "policy refuses %s (%s): %s", remote,
+                 auth_name(method) != NULL ? auth_name(method) : "?",
+                 out->reason);
+    }
+}
+
+static void conn_log_tls(struct s2s_conn *c)
+{
+    if (c->tls != NULL) {
+        log_conn(LOG_LEVEL_INFO, c->who, "TLS %s %s%s", tls_version(c->tls),
+                 tls_cipher(c->tls),
+                 tls_alpn_xmpp(c->tls) ? " (ALPN xmpp-server)" : "");
+    }
+}
+
+static void cb_authenticated(void *ud,
+                             const char *local,
+                             const char *remote,
+                             enum policy_auth method)
+{
+    struct s2s_conn *c = ud;
+    if (c->dead) {
+        return;
+    }
+    c->authenticated = true;
+    loop_timer_cancel(c->s2s->loop, c->timer);
+    c->timer = NULL;
+    log_conn(LOG_LEVEL_INFO, c->who, "authenticated %s -> %s with %s%s",
+             c->outbound ? local : remote, c->outbound ? remote : local,
+             auth_name(method),
+             c->tls != NULL ? "" : " (no TLS: policy allowed it)");
+    if (c->idle == NULL) {
+        c->last_in_ms = c->last_out_ms = loop_now_ms(c->s2s->loop);
+        c->idle = loop_timer_add(c->s2s->loop, 1000, conn_on_idle, c);
+    }
+    struct s2s_route *r = c->route;
+    if (r != NULL && strcmp(r->local, local) == 0 &&
+        strcmp(r->remote, remote) == 0) {
+        r->state = ROUTE_READY;
+        r->auth = method;
+        r->last_error[0] = '\0';
+        route_clear_lookup(r);
+        route_flush_queue(r);
+    }
+}
+
+static void cb_auth_failed(void *ud,
+                           const char *local,
+                           const char *remote,
+                           const char *reason)
+{
+    struct s2s_conn *c = ud;
+    log_conn(LOG_LEVEL_WARN, c->who, "authentication of %s -> %s failed: %s",
+             c->outbound ? local : remote, c->outbound ? remote : local,
+             reason);
+    struct s2s_route *r = c->route;
+    if (c->outbound && r != NULL && !c->dead) {
+        /* Authentication is about the domain, not the address: do not
+         * try the next one. */
+        route_fail(r, "remote-server-not-found", "authentication failed: %s",
+                   reason);
+        r->out = NULL;
+        c->route = NULL;
+        conn_close(c, NULL, NULL);
+    }
+}
+
+/* Sends the verifications waiting on route r over its outbound stream. */
+static void route_send_verifies(struct s2s_route *r)
+{
+    struct s2s_conn *o = r->out;
+    if (o == NULL || o->dead || o->tls_handshaking) {
+        return;
+    }
+    enum s2s_state st = s2s_stream_state(o->stream);
+    if (st != S2S_AUTH && st != S2S_READY) {
+        return;
+    }
+    bool any = false;
+    for (struct s2s_verify *v = r->verifies; v != NULL; v = v->next) {
+        if (!v->sent && s2s_stream_send_verify(o->stream, r->local, r->remote,
+                                               v->id, v->key) == 0) {
+            v->sent = true;
+            any = true;
+        }
+    }
+    if (any) {
+        (void)conn_flush(o);
+    }
+}
+
+static void cb_verify_needed(void *ud,
+                             const char *local,
+                             const char *remote,
+                             const char *stream_id,
+                             const char *key)
+{
+    struct s2s_conn *c = ud;
+    struct s2s_route *r = route_get(c->s2s, local, remote);
+    struct s2s_verify *v = r != NULL ? calloc(1, sizeof(*v)) : NULL;
+    if (v == NULL) {
+        s2s_stream_dialback_result(c->stream, local, remote, false);
+        return;
+    }
+    v->in = c;
+    snprintf(v->id, sizeof(v->id), "%s", stream_id);
+    snprintf(v->key, sizeof(v->key), "%s", key);
+    v->next = r->verifies;
+    r->verifies = v;
+    log_conn(LOG_LEVEL_DEBUG, c->who,
+             "dialback: asking the authoritative server of %s", remote);
+    if (r->state == ROUTE_IDLE) {
+        route_start(r);
+    } else {
+        route_send_verifies(r);
+    }
+}
+
+static void cb_verify_result(void *ud,
+                             const char *local,
+                             const char *remote,
+                             const char *id,
+                             bool valid)
+{
+    struct s2s_conn *c = ud;
+    struct s2s_route *r = route_find(c->s2s, local, remote);
+    if (r == NULL) {
+        return;
+    }
+    for (struct s2s_verify **pp = &r->verifies; *pp != NULL;
+         pp = &(*pp)->next) {
+        struct s2s_verify *v = *pp;
+        if (strcmp(v->id, id) != 0) {
+            continue;
+        }
+        *pp = v->next;
+        struct s2s_conn *in = v->in;
+        free(v);
+        log_conn(LOG_LEVEL_INFO, in->who, "dialback key for %s is %s", remote,
+                 valid ? "valid" : "invalid");
+        s2s_stream_dialback_result(in->stream, local, remote, valid);
+        (void)conn_flush(in);
+        return;
+    }
+}
+
+static void cb_stanza(void *ud, struct xml_node *st)
+{
+    struct s2s_conn *c = ud;
+    c->stanzas_in++;
+    c->last_in_ms = loop_now_ms(c->s2s->loop);
+    c->s2s->cb.stanza(c->s2s->ud, st); /* transferred */
+}
+
+static void cb_closed(void *ud, const struct s2s_close_info *info)
+{
+    struct s2s_conn *c = ud;
+    if (info->condition != NULL) {
+        log_conn(LOG_LEVEL_WARN, c->who, "stream error %s %s: %s%s",
+                 info->by_peer ? "from peer" : "sent", info->condition,
+                 info->text != NULL ? info->text : "",
+                 info->err != 0 && !info->by_peer ? "" : "");
+        if (c->route != NULL) {
+            snprintf(c->route->last_error, sizeof(c->route->last_error),
+                     "stream error %s %s%s%s",
+                     info->by_peer ? "from peer:" : "sent:", info->condition,
+                     info->text != NULL ? " " : "",
+                     info->text != NULL ? info->text : "");
+        }
+    }
+}
+
+static const struct s2s_stream_callbacks conn_stream_cb = {
+    .want_tls = cb_want_tls,
+    .serves = cb_serves,
+    .cert_valid_for = cb_cert_valid_for,
+    .authorize = cb_authorize,
+    .authenticated = cb_authenticated,
+    .auth_failed = cb_auth_failed,
+    .verify_needed = cb_verify_needed,
+    .verify_result = cb_verify_result,
+    .stanza = cb_stanza,
+    .closed = cb_closed,
+};
+
+/* ---- connection setup
+ * --------------------------------------------------------- */
+
+static int conn_make_stream(struct s2s_conn *c)
+{
+    const struct conf *cfg = c->s2s->cfg;
+    const struct conf_peer *p =
+        c->route != NULL ? policy_peer(cfg, c->route->remote) : NULL;
+    struct s2s_stream_config sc = {
+        .role = c->outbound ? S2S_OUT : S2S_IN,
+        .local = c->route != NULL ? c->route->local : NULL,
+        .remote = c->route != NULL ? c->route->remote : NULL,
+        .tls_active = c->direct_tls,
+        .tls_offer = cfg->tls_cert != NULL,
+        .tls_required = p != NULL ? p->tls_required : true,
+        .cert_usable = cfg->tls_cert != NULL,
+        .dialback_secret = c->s2s->dialback_secret,
+        .limits =
+            {
+                .stanza_max_preauth = cfg->stanza_max_preauth,
+                .stanza_max = p != NULL && p->stanza_max != 0 ? p->stanza_max
+                                                              : cfg->stanza_max,
+                .depth_max = cfg->depth_max,
+                .out_max = 2 * cfg->stanza_max + 4096,
+            },
+    };
+    c->stream = s2s_stream_new(&sc, &conn_stream_cb, c);
+    if (c->stream == NULL) {
+        return ERR_NOMEM;
+    }
+    if (c->outbound) {
+        return s2s_stream_start(c->stream);
+    }
+    return 0;
+}
+
+/* Drives the TLS handshake; on completion hands over to the machine. */
+static void conn_tls_step(struct s2s_conn *c)
+{
+    int rc = tls_handshake(c->tls);
+    if (rc == ERR_AGAIN) {
+        c->want_events = tls_wants(c->tls);
+        conn_update_events(c);
+        return;
+    }
+    if (rc != 0) {
+        char why[300];
+        snprintf(why, sizeof(why), "TLS handshake failed: %s",
+                 tls_last_error(c->tls));
+        if (c->route != NULL) {
+            snprintf(c->route->last_error, sizeof(c->route->last_error), "%s",
+                     why);
+        }
+        if (c->stream != NULL) {
+            s2s_stream_tls_done(c->stream, false);
+        }
+        conn_destroy(c, why);
+        return;
+    }
+    c->tls_handshaking = false;
+    c->want_events = 0;
+    conn_log_tls(c);
+    if (c->outbound) {
+        (void)cb_cert_valid_for(c, c->route->remote);
+    }
+    if (c->stream == NULL) {
+        /* direct TLS: the stream starts now */
+        rc = conn_make_stream(c);
+        if (rc != 0) {
+            conn_destroy(c, err_str(rc));
+            return;
+        }
+    } else {
+        s2s_stream_tls_done(c->stream, true);
+    }
+    (void)conn_flush(c);
+}
+
+static void conn_start_tls(struct s2s_conn *c)
+{
+    c->want_tls = false;
+    /* <starttls/> or <proceed/> must leave in plaintext first */
+    struct buf *out = s2s_stream_output(c->stream);
+    while (buf_size(out) > 0) {
+        ssize_t n = write(c->fd, buf_peek(out), buf_size(out));
+        if (n <= 0) {
+            conn_destroy(c, "write failed before TLS");
+            return;
+        }
+        buf_consume(out, (size_t)n);
+    }
+    c->tls = tls_conn_new(c->s2s->tls, c->fd, c->outbound,
+                          c->outbound ? c->route->remote : NULL, false);
+    if (c->tls == NULL) {
+        conn_destroy(c, "cannot start TLS: out of memory");
+        return;
+    }
+    c->tls_handshaking = true;
+    conn_tls_step(c);
+}
+
+static void conn_read_all(struct s2s_conn *c)
+{
+    char data[S2S_READ_CHUNK];
+    for (int i = 0;
+         i < S2S_READS_PER_EVENT || (c->tls != NULL && tls_pending(c->tls));
+         i++) {
+        ssize_t n = conn_read(c, data, sizeof(data));
+        if (n == ERR_AGAIN) {
+            if (c->tls != NULL) {
+                c->want_events = tls_wants(c->tls) & LOOP_WRITE;
+            }
+            break;
+        }
+        if (n == 0) {
+            conn_destroy(c, s2s_stream_state(c->stream) == S2S_CLOSING
+                                ? "closed"
+                                : "peer closed the connection");
+            return;
+        }
+        if (n < 0) {
+            conn_destroy(c, c->tls != NULL ? tls_last_error(c->tls)
+                                           : strerror(errno));
+            return;
+        }
+        (void)s2s_stream_feed(c->stream, data, (size_t)n);
+        if (c->dead) {
+            return;
+        }
+        if (c->want_tls) {
+            conn_start_tls(c);
+            return;
+        }
+        enum s2s_state st = s2s_stream_state(c->stream);
+        if (st == S2S_CLOSED) {
+            (void)conn_flush(c);
+            conn_destroy(c, "stream closed");
+            return;
+        }
+        if (c->route != NULL) {
+            route_send_verifies(c->route);
+        }
+    }
+    (void)conn_flush(c);
+}
+
+static void conn_on_io(struct loop *loop, int fd, unsigned events, void *ud)
+{
+    struct s2s_conn *c = ud;
+    if (c->dead) {
+        return;
+    }
+    if (c->route != NULL && c->route->state == ROUTE_CONNECTING &&
+        c->stream == NULL && c->tls == NULL) {
+        int soerr = 0;
+        socklen_t len = sizeof(soerr);
+        if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len) != 0) {
+            soerr = errno;
+        }
+        if (soerr != 0) {
+            char why[160];
+            snprintf(why, sizeof(why), "connect failed: %s", strerror(soerr));
+            conn_destroy(c, why);
+            return;
+        }
+        c->route->state = ROUTE_NEGOTIATING;
+        loop_timer_cancel(loop, c->timer);
+        c->timer = loop_timer_add(
+            loop, (uint64_t)c->s2s->cfg->s2s_negotiate_timeout * 1000u,
+            conn_on_timer, c);
+        log_conn(LOG_LEVEL_INFO, c->who, "connected");
+        if (c->direct_tls) {
+            c->tls =
+                tls_conn_new(c->s2s->tls, fd, true, c->route->remote, true);
+            if (c->tls == NULL) {
+                conn_destroy(c, "cannot start TLS: out of memory");
+                return;
+            }
+            c->tls_handshaking = true;
+            conn_tls_step(c);
+            return;
+        }
+        int rc = conn_make_stream(c);
+        if (rc != 0) {
+            conn_destroy(c, err_str(rc));
+            return;
+        }
+        (void)conn_flush(c);
+        return;
+    }
+    if (c->tls_handshaking) {
+        conn_tls_step(c);
+        return;
+    }
+    if ((events & (LOOP_READ | LOOP_ERROR)) != 0 ||
+        (c->want_events & LOOP_READ) != 0) {
+        conn_read_all(c);
+        if (c->dead) {
+            return;
+        }
+    }
+    if ((events & LOOP_WRITE) != 0) {
+        (void)conn_flush(c);
+    }
+}
+
+static struct s2s_conn *conn_new(struct s2s *s2s, int fd, bool outbound)
+{
+    struct s2s_conn *c = calloc(1, sizeof(*c));
+    if (c == NULL) {
+        return NULL;
+    }
+    c->s2s = s2s;
+    c->fd = fd;
+    c->outbound = outbound;
+    c->next = s2s->conns;
+    s2s->conns = c;
+    return c;
+}
+
+/* ---- outbound: resolve and connect
+ * ------------------------------------------------ */
+
+static void
+route_connect(struct s2s_route *r, const struct dns_addr *a, bool direct_tls)
+{
+    struct s2s *s2s = r->s2s;
+    char addr[INET6_ADDRSTRLEN + 8] = "?";
+    const void *ip =
+        a->ss.ss_family == AF_INET6
+            ? (const void *)&((const struct sockaddr_in6 *)&a->ss)->sin6_addr
+            : (const void *)&((const struct sockaddr_in *)&a->ss)->sin_addr;
+    inet_ntop(a->ss.ss_family, ip, addr, sizeof(addr));
+    uint16_t port = ntohs(a->ss.ss_family == AF_INET6
+                              ? ((const struct sockaddr_in6 *)&a->ss)->sin6_port
+                              : ((const struct sockaddr_in *)&a->ss)->sin_port);
+    int fd =
+        socket(a->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        snprintf(r->last_error, sizeof(r->last_error), "socket: %s",
+                 strerror(errno));
+        r->ai++;
+        route_next_addr(r);
+        return;
+    }
+    int one = 1;
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    struct s2s_conn *c = conn_new(s2s, fd, true);
+    if (c == NULL) {
+        close(fd);
+        route_fail(r, "resource-constraint", "out of memory");
+        return;
+    }
+    c->route = r;
+    c->direct_tls = direct_tls;
+    r->out = c;
+    r->state = ROUTE_CONNECTING;
+    snprintf(c->who, sizeof(c->who), "s2s out %s -> %s %s:%u%s", r->local,
+             r->remote, addr, port, direct_tls ? " (direct TLS)" : "");
+    if (loop_watch(s2s->loop, fd, LOOP_WRITE, conn_on_io, c) != 0) {
+        conn_destroy(c, "cannot watch the socket");
+        return;
+    }
+    if (connect(fd, (const struct sockaddr *)&a->ss, a->len) != 0 &&
+        errno != EINPROGRESS) {
+        char why[160];
+        snprintf(why, sizeof(why), "connect failed: %s", strerror(errno));
+        conn_destroy(c, why);
+        return;
+    }
+    c->timer = loop_timer_add(s2s->loop,
+                              (uint64_t)s2s->cfg->s2s_connect_timeout * 1000u,
+                              conn_on_timer, c);
+    log_conn(LOG_LEVEL_DEBUG, c->who, "connecting");
+}
+
+static void route_next_target(struct s2s_route *r);
+
+static void route_on_addrs(void *ud,
+                           int err,
+                           const struct dns_addr *addrs,
+                           size_t n,
+                           bool secure)
+{
+    struct s2s_route *r = ud;
+    r->query = NULL;
+    const struct dns_target *t = &r->targets[r->ti];
+    if (err != 0 || n == 0) {
+        snprintf(r->last_error, sizeof(r->last_error),
+                 "DNS: no address for %s: %s", t->host, err_str(err));
+        log_conn(LOG_LEVEL_INFO, r->remote, "%s", r->last_error);
+        r->ti++;
+        route_next_target(r);
+        return;
+    }
+    free(r->addrs);
+    r->addrs = calloc(n, sizeof(*r->addrs));
+    if (r->addrs == NULL) {
+        route_fail(r, "resource-constraint", "out of memory");
+        return;
+    }
+    memcpy(r->addrs, addrs, n * sizeof(*addrs));
+    r->naddrs = n;
+    r->ai = 0;
+    route_next_addr(r);
+}
+
+static void route_next_target(struct s2s_route *r)
+{
+    if (r->ti >= r->ntargets) {
+        route_fail(r, "remote-server-not-found", "%s",
+                   r->last_error[0] != '\0' ? r->last_error
+                                            : "no target could be reached");
+        return;
+    }
+    const struct dns_target *t = &r->targets[r->ti];
+    r->state = ROUTE_RESOLVING;
+    struct dns_addr literal;
+    memset(&literal, 0, sizeof(literal));
+    struct sockaddr_in *s4 = (struct sockaddr_in *)&literal.ss;
+    struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&literal.ss;
+    if (inet_pton(AF_INET, t->host, &s4->sin_addr) == 1) {
+        s4->sin_family = AF_INET;
+        s4->sin_port = htons(t->port);
+        literal.len = sizeof(*s4);
+        route_on_addrs(r, 0, &literal, 1, false);
+        return;
+    }
+    if (inet_pton(AF_INET6, t->host, &s6->sin6_addr) == 1) {
+        s6->sin6_family = AF_INET6;
+        s6->sin6_port = htons(t->port);
+        literal.len = sizeof(*s6);
+        route_on_addrs(r, 0, &literal, 1, false);
+        return;
+    }
+    int rc = dns_resolve_addrs(r->s2s->dns, t->host, t->port, route_on_addrs, r,
+                               &r->query);
+    if (rc != 0) {
+        snprintf(r->last_error, sizeof(r->last_error),
+                 "DNS: cannot resolve %s: %s", t->host, err_str(rc));
+        r->ti++;
+        route_next_target(r);
+    }
+}
+
+static void route_next_addr(struct s2s_route *r)
+{
+    if (r->ai >= r->naddrs) {
+        r->ti++;
+        route_next_target(r);
+        return;
+    }
+    route_connect(r, &r->addrs[r->ai], r->targets[r->ti].direct_tls);
+}
+
+static void
+route_on_targets(void *ud, int err, const struct dns_target *targets, size_t n)
+{
+    struct s2s_route *r = ud;
+    r->query = NULL;
+    if (err != 0 || n == 0) {
+        route_fail(r, "remote-server-not-found",
+                   "DNS: %s offers no s2s "
+                   "service (%s)",
+                   r->remote, err_str(err));
+        return;
+    }
+    r->targets = calloc(n, sizeof(*targets));
+    if (r->targets == NULL) {
+        route_fail(r, "resource-constraint", "out of memory");
+        return;
+    }
+    memcpy(r->targets, targets, n * sizeof(*targets));
+    r->ntargets = n;
+    r->ti = 0;
+    for (size_t i = 0; i < n; i++) {
+        log_conn(LOG_LEVEL_DEBUG, r->remote, "target %zu: %s:%u%s%s", i,
+                 targets[i].host, targets[i].port,
+                 targets[i].direct_tls ? " direct TLS" : "",
+                 targets[i].secure ? " (DNSSEC)" : "");
+    }
+    route_next_target(r);
+}
+
+static void route_start(struct s2s_route *r)
+{
+    struct s2s *s2s = r->s2s;
+    if (r->state != ROUTE_IDLE) {
+        return;
+    }
+    route_clear_lookup(r);
+    r->last_error[0] = '\0';
+    const struct conf_peer *p = policy_peer(s2s->cfg, r->remote);
+    r->state = ROUTE_RESOLVING;
+    if (p != NULL && p->host != NULL && strcmp(p->domain, r->remote) == 0) {
+        r->targets = calloc(1, sizeof(*r->targets));
+        if (r->targets == NULL) {
+            route_fail(r, "resource-constraint", "out of memory");
+            return;
+        }
+        snprintf(r->targets[0].host, sizeof(r->targets[0].host), "%s", p->host);
+        r->targets[0].port = (uint16_t)(p->port != 0 ? p->port : 5269);
+        r->ntargets = 1;
+        r->ti = 0;
+        route_next_target(r);
+        return;
+    }
+    int rc =
+        dns_resolve_s2s(s2s->dns, r->remote, route_on_targets, r, &r->query);
+    if (rc != 0) {
+        route_fail(r, "remote-server-not-found", "DNS: cannot query: %s",
+                   err_str(rc));
+    }
+}
+
+static void route_flush_queue(struct s2s_route *r)
+{
+    struct s2s_conn *o = r->out;
+    bool sent = false;
+    while (r->state == ROUTE_READY && o != NULL && !o->dead &&
+           r->queue.count > 0) {
+        const struct xml_node *st = squeue_peek(&r->queue);
+        size_t before = buf_size(s2s_stream_output(o->stream));
+        int rc = s2s_stream_send(o->stream, st);
+        if (rc == ERR_TOO_BIG && before > 0) {
+            break; /* wait for the socket */
+        }
+        struct xml_node *own = squeue_pop(&r->queue);
+        if (rc != 0) {
+            r->s2s->cb.undeliverable(r->s2s->ud, own, "resource-constraint",
+                                     err_str(rc));
+            continue;
+        }
+        r->stanzas_out++;
+        r->bytes_out += buf_size(s2s_stream_output(o->stream)) - before;
+        xml_unref(own);
+        sent = true;
+    }
+    if (sent && o != NULL) {
+        (void)conn_flush(o);
+    }
+    route_send_verifies(r);
+    route_arm_expiry(r);
+}
+
+int s2s_send(struct s2s *s2s, struct xml_node *st)
+{
+    char from[1024];
+    char to[1024];
+    const char *f = xml_attr(st, "from");
+    const char *t = xml_attr(st, "to");
+    if (f == NULL || t == NULL || jid_domain_of(f, from, sizeof(from)) != 0 ||
+        jid_domain_of(t, to, sizeof(to)) != 0) {
+        s2s->cb.undeliverable(s2s->ud, st, "jid-malformed",
+                              "bad from or to address");
+        return ERR_INVAL;
+    }
+    const struct conf_peer *p = policy_peer(s2s->cfg, to);
+    if (p == NULL || !p->trusted || !s2s_serves(s2s, from)) {
+        char text[300];
+        snprintf(text, sizeof(text), "%s is not a trusted peer of %s", to,
+                 from);
+        log_conn(LOG_LEVEL_INFO, to, "refusing <%s/> from %s: %s", st->name, f,
+                 text);
+        s2s->cb.undeliverable(s2s->ud, st, "remote-server-not-found", text);
+        return ERR_AUTH;
+    }
+    struct s2s_route *r = route_get(s2s, from, to);
+    if (r == NULL) {
+        s2s->cb.undeliverable(s2s->ud, st, "resource-constraint",
+                              "out of memory");
+        return ERR_NOMEM;
+    }
+    if (r->state == ROUTE_READY && r->queue.count == 0) {
+        size_t before = buf_size(s2s_stream_output(r->out->stream));
+        int rc = s2s_stream_send(r->out->stream, st);
+        if (rc == 0) {
+            r->stanzas_out++;
+            r->bytes_out +=
+                buf_size(s2s_stream_output(r->out->stream)) - before;
+            xml_unref(st);
+            (void)conn_flush(r->out);
+            return 0;
+        }
+        if (rc != ERR_TOO_BIG || before == 0) {
+            s2s->cb.undeliverable(s2s->ud, st, "resource-constraint",
+                                  err_str(rc));
+            return rc;
+        }
+    }
+    struct buf probe;
+    buf_init(&probe, s2s->cfg->stanza_max);
+    int rc = xml_serialize(st, st->ns, &probe);
+    size_t bytes = buf_size(&probe);
+    buf_free(&probe);
+    if (rc == 0) {
+        rc = squeue_push(&r->queue, st, bytes, loop_now_ms(s2s->loop));
+    }
+    if (rc != 0) {
+        s2s->cb.undeliverable(s2s->ud, st, "resource-constraint",
+                              "the queue for this peer is full");
+        return ERR_TOO_BIG;
+    }
+    if (r->expiry == NULL) {
+        route_arm_expiry(r);
+    }
+    if (r->state == ROUTE_IDLE) {
+        route_start(r);
+    }
+    return 0;
+}
+
+/* ---- inbound
+ * ------------------------------------------------------------------- */
+
+static void
+listener_on_accept(struct loop *loop, int fd, unsigned events, void *ud)
+{
+    struct s2s_listener *l = ud;
+    struct s2s *s2s = l->s2s;
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    int cfd =
+        accept4(fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (cfd < 0) {
+        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+            log_warn("s2s listener %s: accept failed: %s", l->addr,
+                     strerror(errno));
+        }
+        return;
+    }
+    if (s2s->shutting_down) {
+        close(cfd);
+        return;
+    }
+    char addr[INET6_ADDRSTRLEN] = "?";
+    uint16_t port = 0;
+    if (ss.ss_family == AF_INET6) {
+        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)&ss;
+        inet_ntop(AF_INET6, &s6->sin6_addr, addr, sizeof(addr));
+        port = ntohs(s6->sin6_port);
+    } else if (ss.ss_family == AF_INET) {
+        const struct sockaddr_in *s4 = (const struct sockaddr_in *)&ss;
+        inet_ntop(AF_INET, &s4->sin_addr, addr, sizeof(addr));
+        port = ntohs(s4->sin_port);
+    }
+    int one = 1;
+    (void)setsockopt(cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    struct s2s_conn *c = conn_new(s2s, cfd, false);
+    if (c == NULL) {
+        close(cfd);
+        return;
+    }
+    c->direct_tls = l->direct_tls;
+    snprintf(c->who, sizeof(c->who), "s2s in %s:%u via %s%s", addr, port,
+             l->addr, l->direct_tls ? " (direct TLS)" : "");
+    if (loop_watch(loop, cfd, LOOP_READ, conn_on_io, c) != 0) {
+        conn_destroy(c, "cannot watch the socket");
+        return;
+    }
+    c->timer =
+        loop_timer_add(loop, (uint64_t)s2s->cfg->s2s_negotiate_timeout * 1000u,
+                       conn_on_timer, c);
+    log_conn(LOG_LEVEL_INFO, c->who, "accepted");
+    if (l->direct_tls) {
+        c->tls = tls_conn_new(s2s->tls, cfd, false, NULL, true);
+        if (c->tls == NULL) {
+            conn_destroy(c, "cannot start TLS: out of memory");
+            return;
+        }
+        c->tls_handshaking = true;
+        conn_tls_step(c);
+        return;
+    }
+    int rc = conn_make_stream(c);
+    if (rc != 0) {
+        conn_destroy(c, err_str(rc));
+    }
+}
+
+/* Parses "ip:port" or "[ipv6]:port" (validated by the config). */
+static int
+parse_listen(const char *text, struct sockaddr_storage *ss, socklen_t *len)
+{
+    char host[INET6_ADDRSTRLEN + 2];
+    const char *colon = strrchr(text, ':');
+    if (colon == NULL) {
+        return ERR_INVAL;
+    }
+    size_t hl = (size_t)(colon - text);
+    const char *h = text;
+    if (hl >= 2 && text[0] == '[' && text[hl - 1] == ']') {
+        h++;
+        hl -= 2;
+    }
+    if (hl >= sizeof(host)) {
+        return ERR_INVAL;
+    }
+    memcpy(host, h, hl);
+    host[hl] = '\0';
+    char *end = NULL;
+    unsigned long port = strtoul(colon + 1, &end, 10);
+    if (end == colon + 1 || *end != '\0' || port > 65535) {
+        return ERR_INVAL;
+    }
+    memset(ss, 0, sizeof(*ss));
+    struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
+    struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
+    if (inet_pton(AF_INET, host, &s4->sin_addr) == 1) {
+        s4->sin_family = AF_INET;
+        s4->sin_port = htons((uint16_t)port);
+        *len = sizeof(*s4);
+        return 0;
+    }
+    if (inet_pton(AF_INET6, host, &s6->sin6_addr) == 1) {
+        s6->sin6_family = AF_INET6;
+        s6->sin6_port = htons((uint16_t)port);
+        *len = sizeof(*s6);
+        return 0;
+    }
+    return ERR_INVAL;
+}
+
+static int s2s_open_listener(struct s2s *s2s, const char *text, bool direct_tls)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = 0;
+    if (s2s->nlisteners >= S2S_MAX_LISTENERS) {
+        log_error("s2s listener %s: too many listeners (max %d)", text,
+                  S2S_MAX_LISTENERS);
+        return ERR_TOO_BIG;
+    }
+    if (parse_listen(text, &ss, &len) != 0) {
+        log_error("s2s listener %s: not an address", text);
+        return ERR_INVAL;
+    }
+    int fd =
+        socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        log_error("s2s listener %s: socket: %s", text, strerror(errno));
+        return ERR_SYS;
+    }
+    int one = 1;
+    (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (ss.ss_family == AF_INET6) {
+        (void)setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+    }
+    if (bind(fd, (struct sockaddr *)&ss, len) != 0 || listen(fd, 128) != 0) {
+        log_error("s2s listener %s: %s", text, strerror(errno));
+        close(fd);
+        return ERR_SYS;
+    }
+    struct s2s_listener *l = &s2s->listeners[s2s->nlisteners];
+    l->s2s = s2s;
+    l->fd = fd;
+    l->direct_tls = direct_tls;
+    snprintf(l->addr, sizeof(l->addr), "%s", text);
+    if (loop_watch(s2s->loop, fd, LOOP_READ, listener_on_accept, l) != 0) {
+        close(fd);
+        return ERR_SYS;
+    }
+    s2s->nlisteners++;
+    log_info("s2s listening on %s%s", text, direct_tls ? " (direct TLS)" : "");
+    return 0;
+}
+
+int s2s_listen(struct s2s *s2s)
+{
+    const struct conf *cfg = s2s->cfg;
+    for (size_t i = 0; i < cfg->ns2s_listen; i++) {
+        int rc = s2s_open_listener(s2s, cfg->s2s_listen[i], false);
+        if (rc != 0) {
+            return rc;
+        }
+    }
+    for (size_t i = 0; i < cfg->ns2s_direct_tls_listen; i++) {
+        int rc = s2s_open_listener(s2s, cfg->s2s_direct_tls_listen[i], true);
+        if (rc != 0) {
+            return rc;
+        }
+    }
+    return 0;
+}
+
+/* ---- life cycle
+ * ------------------------------------------------------------------ */
+
+struct s2s *s2s_new(struct loop *loop,
+                    const struct conf *cfg,
+                    struct dns *dns,
+                    struct tls_ctx *tls,
+                    const struct s2s_callbacks *cb,
+                    void *ud,
+                    char *err,
+                    size_t errlen)
+{
+    struct s2s *s2s = calloc(1, sizeof(*s2s));
+    if (s2s == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    s2s->loop = loop;
+    s2s->cfg = cfg;
+    s2s->dns = dns;
+    s2s->tls = tls;
+    s2s->cb = *cb;
+    s2s->ud = ud;
+    if (cfg->s2s_dialback_secret != NULL) {
+        s2s->dialback_secret = strdup(cfg->s2s_dialback_secret);
+    } else {
+        s2s->dialback_secret = calloc(1, DIALBACK_KEY_LEN + 1);
+        if (s2s->dialback_secret != NULL &&
+            dialback_secret_generate(s2s->dialback_secret) != 0) {
+            snprintf(err, errlen, "cannot generate a dialback secret");
+            s2s_free(s2s);
+            return NULL;
+        }
+    }
+    if (s2s->dialback_secret == NULL) {
+        snprintf(err, errlen, "out of memory");
+        s2s_free(s2s);
+        return NULL;
+    }
+    return s2s;
+}
+
+void s2s_reconfigure(struct s2s *s2s, const struct conf *cfg)
+{
+    s2s->cfg = cfg;
+    for (struct s2s_route *r = s2s->routes; r != NULL; r = r->next) {
+        const struct conf_peer *p = policy_peer(cfg, r->remote);
+        r->queue.max_count = cfg->queue_max_stanzas;
+        r->queue.max_bytes = cfg->queue_max_bytes;
+        if (p != NULL && p->trusted) {
+            continue;
+        }
+        if (r->out != NULL) {
+            struct s2s_conn *c = r->out;
+            c->route = NULL;
+            r->out = NULL;
+            conn_close(c, "policy-violation", "peering removed");
+        }
+        route_fail(r, "remote-server-not-found", "%s is no longer a peer",
+                   r->remote);
+    }
+    /* inbound streams from peers that are no longer trusted close too */
+    struct s2s_conn *next;
+    for (struct s2s_conn *c = s2s->conns; c != NULL; c = next) {
+        next = c->next;
+        const char *from = s2s_stream_header_from(c->stream);
+        if (c->outbound || from == NULL) {
+            continue;
+        }
+        const struct conf_peer *p = policy_peer(cfg, from);
+        if (p == NULL || !p->trusted) {
+            conn_close(c, "policy-violation", "peering removed");
+        }
+    }
+}
+
+static void s2s_finish_shutdown(struct s2s *s2s)
+{
+    loop_timer_cancel(s2s->loop, s2s->shutdown_timer);
+    s2s->shutdown_timer = NULL;
+    void (*done)(void *) = s2s->shutdown_done;
+    s2s->shutdown_done = NULL;
+    if (done != NULL) {
+        done(s2s->shutdown_ud);
+    }
+}
+
+static void s2s_check_shutdown(struct s2s *s2s)
+{
+    if (s2s->shutting_down && s2s->shutdown_done != NULL &&
+        s2s->conns == NULL) {
+        s2s_finish_shutdown(s2s);
+    }
+}
+
+static void s2s_on_shutdown_timeout(struct loop *loop, void *ud)
+{
+    struct s2s *s2s = ud;
+    s2s->shutdown_timer = NULL;
+    while (s2s->conns != NULL) {
+        conn_destroy(s2s->conns, "shutdown grace period over");
+    }
+    s2s_finish_shutdown(s2s);
+}
+
+void s2s_shutdown(struct s2s *s2s, void (*done)(void *ud), void *ud)
+{
+    s2s->shutting_down = true;
+    s2s->shutdown_done = done;
+    s2s->shutdown_ud = ud;
+    for (size_t i = 0; i < s2s->nlisteners; i++) {
+        loop_unwatch(s2s->loop, s2s->listeners[i].fd);
+        close(s2s->listeners[i].fd);
+    }
+    s2s->nlisteners = 0;
+    for (struct s2s_route *r = s2s->routes; r != NULL; r = r->next) {
+        route_clear_lookup(r);
+        route_bounce_queue(r, "remote-server-timeout",
+                           "fedgate is shutting down");
+    }
+    struct s2s_conn *next;
+    for (struct s2s_conn *c = s2s->conns; c != NULL; c = next) {
+        next = c->next;
+        conn_close(c, "system-shutdown", NULL);
+    }
+    s2s->shutdown_timer = loop_timer_add(s2s->loop, S2S_SHUTDOWN_GRACE_MS,
+                                         s2s_on_shutdown_timeout, s2s);
+    s2s_check_shutdown(s2s);
+}
+
+void s2s_free(struct s2s *s2s)
+{
+    if (s2s == NULL) {
+        return;
+    }
+    for (size_t i = 0; i < s2s->nlisteners; i++) {
+        loop_unwatch(s2s->loop, s2s->listeners[i].fd);
+        close(s2s->listeners[i].fd);
+    }
+    struct s2s_conn *cn;
+    for (struct s2s_conn *c = s2s->conns; c != NULL; c = cn) {
+        cn = c->next;
+        loop_unwatch(s2s->loop, c->fd);
+        close(c->fd);
+        loop_timer_cancel(s2s->loop, c->timer);
+        loop_timer_cancel(s2s->loop, c->idle);
+        conn_free(c);
+    }
+    struct s2s_route *rn;
+    for (struct s2s_route *r = s2s->routes; r != NULL; r = rn) {
+        rn = r->next;
+        route_clear_lookup(r);
+        loop_timer_cancel(s2s->loop, r->expiry);
+        squeue_clear(&r->queue);
+        struct s2s_verify *vn;
+        for (struct s2s_verify *v = r->verifies; v != NULL; v = vn) {
+            vn = v->next;
+            free(v);
+        }
+        free(r->local);
+        free(r->remote);
+        free(r);
+    }
+    loop_timer_cancel(s2s->loop, s2s->shutdown_timer);
+    if (s2s->dialback_secret != NULL) {
+        explicit_bzero(s2s->dialback_secret, strlen(s2s->dialback_secret));
+        free(s2s->dialback_secret);
+    }
+    free(s2s);
+}
+
+size_t s2s_route_count(const struct s2s *s2s)
+{
+    return s2s->nroutes;
+}
+
+void s2s_route_info(const struct s2s *s2s, size_t i, struct s2s_route_info *out)
+{
+    memset(out, 0, sizeof(*out));
+    const struct s2s_route *r = s2s->routes;
+    while (r != NULL && i > 0) {
+        r = r->next;
+        i--;
+    }
+    if (r == NULL) {
+        return;
+    }
+    out->local = r->local;
+    out->remote = r->remote;
+    out->state = route_state_name(r->state);
+    out->auth = auth_name(r->auth);
+    out->stanzas_out = r->stanzas_out;
+    out->bytes_out = r->bytes_out;
+    out->queued = r->queue.count;
+    out->last_error = r->last_error[0] != '\0' ? r->last_error : NULL;
+    const struct s2s_conn *c = r->out;
+    if (c != NULL && c->tls != NULL && !c->tls_handshaking) {
+        out->tls_version = tls_version(c->tls);
+        out->tls_cipher = tls_cipher(c->tls);
+        if (c->peer.cert_present) {
+            out->peer_subject = c->peer.subject;
+            out->peer_not_after = c->peer.not_after;
+        }
+    }
+}
+
+size_t s2s_inbound_count(const struct s2s *s2s)
+{
+    size_t n = 0;
+    for (const struct s2s_conn *c = s2s->conns; c != NULL; c = c->next) {
+        n += c->outbound ? 0 : 1;
+    }
+    return n;
+}

@@ -1,0 +1,100 @@
+/*
+ * s2s.h: the peering engine's connections and routes.
+ *
+ * Listens for peers (STARTTLS and direct-TLS listeners), connects to them
+ * (DNS SRV, then each address in turn), runs TLS and the s2s stream
+ * machine on every connection, and keeps one route per (local domain,
+ * remote domain) pair with a bounded queue of stanzas waiting for it. Only
+ * configured, trusted peers get a route; everything is decided by
+ * policy_check and logged with the connection it concerns.
+ */
+#ifndef FEDGATE_S2S_H
+#define FEDGATE_S2S_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <time.h>
+
+#include "conf.h"
+#include "xml.h"
+
+struct loop;
+struct dns;
+struct tls_ctx;
+struct s2s;
+
+struct s2s_callbacks {
+    /* A stanza from an authenticated peer for a local domain. Consumes
+     * st. */
+    void (*stanza)(void *ud, struct xml_node *st);
+    /* A stanza given to s2s_send that cannot be delivered; the owner
+     * bounces it to its (local) sender. Consumes st. */
+    void (*undeliverable)(void *ud,
+                          struct xml_node *st,
+                          const char *condition,
+                          const char *text);
+};
+
+/*
+ * Returns a new engine for cfg (borrowed: it must stay valid until the
+ * next s2s_reconfigure or s2s_free), or NULL with the reason in err.
+ * dns and tls are borrowed.
+ */
+struct s2s *s2s_new(struct loop *loop,
+                    const struct conf *cfg,
+                    struct dns *dns,
+                    struct tls_ctx *tls,
+                    const struct s2s_callbacks *cb,
+                    void *ud,
+                    char *err,
+                    size_t errlen);
+
+/* Opens the configured listeners. 0 or ERR_SYS (logged with the
+ * address). */
+int s2s_listen(struct s2s *s2s);
+
+/*
+ * Sends st (from a local user to a peer) on the route of its from and to
+ * domains, opening the route if needed. Consumes st. 0 when sent or
+ * queued; otherwise st went to the undeliverable callback (ERR_AUTH: the
+ * remote domain is not a trusted peer; ERR_TOO_BIG: queue full;
+ * ERR_INVAL: bad addresses).
+ */
+int s2s_send(struct s2s *s2s, struct xml_node *st);
+
+/* Applies a new configuration (borrowed as for s2s_new): routes to
+ * peers no longer trusted close and bounce their queues. */
+void s2s_reconfigure(struct s2s *s2s, const struct conf *cfg);
+
+/* Closes every connection cleanly; done runs when all are closed or after
+ * a grace period. Queued stanzas are bounced. */
+void s2s_shutdown(struct s2s *s2s, void (*done)(void *ud), void *ud);
+
+void s2s_free(struct s2s *s2s);
+
+/* Observable state of a route, for logs and administration. Strings are
+ * borrowed until the next loop iteration. */
+struct s2s_route_info {
+    const char *local;
+    const char *remote;
+    const char *state;       /* "idle", "resolving", "connecting", ... */
+    const char *auth;        /* "sasl-external", "dialback" or NULL */
+    const char *tls_version; /* or NULL */
+    const char *tls_cipher;
+    const char *peer_subject;
+    time_t peer_not_after;
+    unsigned long stanzas_out;
+    unsigned long bytes_out;
+    size_t queued;
+    const char *last_error; /* or NULL */
+};
+
+size_t s2s_route_count(const struct s2s *s2s);
+void s2s_route_info(const struct s2s *s2s,
+                    size_t i,
+                    struct s2s_route_info *out);
+
+/* Inbound connections and their authenticated pairs, for tests/status. */
+size_t s2s_inbound_count(const struct s2s *s2s);
+
+#endif
