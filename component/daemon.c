@@ -11,6 +11,7 @@
  * on undeliverable: an error reply to the sender, the other way round
  *             (errors and iq results are never answered)
  * on SIGHUP:  reload; a broken file is reported and the old config stays
+ * on SIGUSR1: log the state of every home-server stream and s2s route
  * on SIGTERM/SIGINT: close every stream cleanly, then leave the loop (a
  *             second signal leaves at once)
  */
@@ -270,9 +271,44 @@ static void daemon_on_stopped(void *ud)
     loop_stop(d->loop);
 }
 
+/* What an admin asks first: which streams and routes are up, and if not,
+ * why. */
+static void daemon_log_status(const struct daemon *d)
+{
+    size_t n = upstream_count(d->up);
+    log_info("status: %zu home-server stream(s), %zu s2s route(s), %zu "
+             "inbound s2s connection(s)",
+             n, s2s_route_count(d->s2s), s2s_inbound_count(d->s2s));
+    for (size_t i = 0; i < n; i++) {
+        struct upstream_link_info li;
+        upstream_info(d->up, i, &li);
+        log_info("status: upstream %s: %s, %u connect(s), %zu queued%s%s",
+                 li.domain, upstream_state_name(li.state), li.connects,
+                 li.queued, li.last_error != NULL ? ", last error: " : "",
+                 li.last_error != NULL ? li.last_error : "");
+    }
+    for (size_t i = 0; i < s2s_route_count(d->s2s); i++) {
+        struct s2s_route_info ri;
+        s2s_route_info(d->s2s, i, &ri);
+        log_info(
+            "status: route %s -> %s: %s, auth %s, %s %s, peer %s, "
+            "%lu stanza(s) out, %zu queued%s%s",
+            ri.local, ri.remote, ri.state, ri.auth != NULL ? ri.auth : "none",
+            ri.tls_version != NULL ? ri.tls_version : "no TLS",
+            ri.tls_cipher != NULL ? ri.tls_cipher : "",
+            ri.peer_subject != NULL ? ri.peer_subject : "-", ri.stanzas_out,
+            ri.queued, ri.last_error != NULL ? ", last error: " : "",
+            ri.last_error != NULL ? ri.last_error : "");
+    }
+}
+
 static void daemon_on_signal(struct loop *loop, int signo, void *ud)
 {
     struct daemon *d = ud;
+    if (signo == SIGUSR1) {
+        daemon_log_status(d);
+        return;
+    }
     if (signo == SIGHUP) {
         if (!d->stopping) {
             log_info("SIGHUP: reloading %s", d->cfg->path);
@@ -336,7 +372,7 @@ int daemon_run(struct conf *cfg)
     struct daemon d = {.cfg = cfg};
     struct upstream_settings s;
     int rc = ERR_NOMEM;
-    static const int signals[] = {SIGTERM, SIGINT, SIGHUP};
+    static const int signals[] = {SIGTERM, SIGINT, SIGHUP, SIGUSR1};
     struct sigaction ign;
 
     memset(&ign, 0, sizeof(ign));

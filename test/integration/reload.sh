@@ -5,7 +5,8 @@
 # then answers "Component unavailable" for it) while the other streams
 # stay up; added back, its stream returns; a broken file is reported with
 # file:line and the running configuration stays in force; SIGTERM then
-# closes every stream cleanly and fedgate says so.
+# closes every stream cleanly and fedgate says so; SIGUSR1 logs the state
+# of every stream.
 . "$(dirname "$0")/lib.sh"
 fg_init reload
 FG_SERVER=prosody
@@ -55,6 +56,14 @@ wait_for_log "$log" "fedgate\\.conf:[0-9]+: " 5 "$mark" ||
     fail "the reload failure does not name file and line"
 fedgate_alive gw || fail "fedgate died on a broken configuration"
 probe_ok ping "fedgate.$FG_DOMAIN"
+
+note "phase: SIGUSR1 logs the state of every stream"
+mark=$(log_mark "$log")
+kill -USR1 "$(fedgate_pid gw)"
+wait_for_log "$log" 'status: upstream fedgate\.a\.test: ready' 5 "$mark" ||
+    fail "SIGUSR1 did not log the service stream as ready"
+wait_for_log "$log" 'status: upstream conference\.b\.test: ready' 5 "$mark" ||
+    fail "SIGUSR1 did not list conference.b.test"
 
 note "phase: SIGTERM closes the streams cleanly"
 fedgate_stop gw
