@@ -66,7 +66,7 @@ transcript "XEP-0199 ping to fedgate.$FG_DOMAIN" ping "fedgate.$FG_DOMAIN" || ok
 transcript "XEP-0030 disco#info" disco-info "fedgate.$FG_DOMAIN" || ok=0
 transcript "XEP-0030 disco#items (the peer domains)" disco-items "fedgate.$FG_DOMAIN" || ok=0
 transcript "XEP-0092 version" version "fedgate.$FG_DOMAIN" || ok=0
-transcript "ping bob@b.test (no s2s route yet: an error, not silence)" \
+transcript "ping bob@b.test (no DNS for b.test in this demo: an error, not silence)" \
     expect-error remote-server-not-found ping bob@b.test || ok=0
 transcript "ping c.test (not a peer: Prosody refuses at once)" \
     expect-error "$COND_UNKNOWN" ping c.test || ok=0
