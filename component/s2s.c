@@ -1224,8 +1224,8 @@ static void route_flush_queue(struct s2s_route *r)
         const struct xml_node *st = squeue_peek(&r->queue);
         size_t before = buf_size(s2s_stream_output(o->stream));
         int rc = s2s_stream_send(o->stream, st);
-        if (rc == ERR_TOO_BIG && before > 0) {
-            break; /* wait for the socket */
+        if ((rc == ERR_TOO_BIG && before > 0) || rc == ERR_CLOSED) {
+            break; /* wait for the socket, or for the route to restart */
         }
         struct xml_node *own = squeue_pop(&r->queue);
         if (rc != 0) {
@@ -1284,7 +1284,8 @@ int s2s_send(struct s2s *s2s, struct xml_node *st)
             (void)conn_flush(r->out);
             return 0;
         }
-        if (rc != ERR_TOO_BIG || before == 0) {
+        /* a closing stream: queue, the route restarts when it is gone */
+        if (rc != ERR_CLOSED && (rc != ERR_TOO_BIG || before == 0)) {
             s2s->cb.undeliverable(s2s->ud, st, "resource-constraint",
                                   err_str(rc));
             return rc;
