@@ -144,6 +144,7 @@ struct s2s {
 };
 
 static void conn_destroy(struct s2s_conn *c, const char *why);
+static bool conn_flush(struct s2s_conn *c);
 static void
 conn_close(struct s2s_conn *c, const char *condition, const char *text);
 static void conn_on_io(struct loop *loop, int fd, unsigned events, void *ud);
@@ -283,6 +284,7 @@ route_fail(struct s2s_route *r, const char *condition, const char *fmt, ...)
         if (!v->in->dead) {
             s2s_stream_dialback_result(v->in->stream, r->local, r->remote,
                                        false);
+            (void)conn_flush(v->in);
         }
         free(v);
         v = next;
@@ -713,6 +715,15 @@ static void cb_verify_needed(void *ud,
                              const char *key)
 {
     struct s2s_conn *c = ud;
+    if (cb_cert_valid_for(c, remote)) {
+        /* XEP-0344: the certificate already proves the domain, so the
+         * authoritative server need not be asked. */
+        log_conn(LOG_LEVEL_DEBUG, c->who,
+                 "dialback for %s: certificate valid, no verify needed",
+                 remote);
+        s2s_stream_dialback_result(c->stream, local, remote, true);
+        return;
+    }
     struct s2s_route *r = route_get(c->s2s, local, remote);
     struct s2s_verify *v = r != NULL ? calloc(1, sizeof(*v)) : NULL;
     if (v == NULL) {

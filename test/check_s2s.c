@@ -115,6 +115,7 @@ static void setup_pki(void)
     run(mkca);
     make_leaf("a.test");
     make_leaf("b.test");
+    make_leaf("other.test");
 }
 
 static void teardown_pki(void)
@@ -254,17 +255,18 @@ static void route_of(struct side *s, struct s2s_route_info *info)
 }
 
 /* Both engines up, a.test sends to b.test; returns after delivery. */
-static void
-exchange(const char *auth_a, const char *auth_b, const char *want_auth)
+static void exchange_with(const char *auth_a,
+                          const char *auth_b,
+                          const char *want_auth,
+                          const char *cert_a,
+                          const char *cert_b)
 {
     struct loop *loop = loop_new();
     unsigned pa = free_port();
     unsigned pb = free_port();
     struct side a, b;
-    side_start(&a, loop,
-               side_conf("a.test", "b.test", pa, pb, auth_a, "a.test"));
-    side_start(&b, loop,
-               side_conf("b.test", "a.test", pb, pa, auth_b, "b.test"));
+    side_start(&a, loop, side_conf("a.test", "b.test", pa, pb, auth_a, cert_a));
+    side_start(&b, loop, side_conf("b.test", "a.test", pb, pa, auth_b, cert_b));
     ck_assert_int_eq(s2s_send(a.s2s, chat("alice@a.test/x", "bob@b.test")), 0);
     ck_assert_int_eq(s2s_send(a.s2s, chat("alice@a.test/y", "bob@b.test")), 0);
     RUN_UNTIL(loop, b.received == 2 || a.undeliverable > 0, 8000);
@@ -277,7 +279,7 @@ exchange(const char *auth_a, const char *auth_b, const char *want_auth)
     ck_assert_str_eq(info.auth, want_auth);
     ck_assert_ptr_nonnull(info.tls_version);
     ck_assert_uint_eq(info.stanzas_out, 2);
-    ck_assert_ptr_nonnull(strstr(info.peer_subject, "b.test"));
+    ck_assert_ptr_nonnull(strstr(info.peer_subject, cert_b));
     /* and back the other way */
     ck_assert_int_eq(s2s_send(b.s2s, chat("bob@b.test/z", "alice@a.test")), 0);
     RUN_UNTIL(loop, a.received == 1 || b.undeliverable > 0, 8000);
@@ -289,13 +291,23 @@ exchange(const char *auth_a, const char *auth_b, const char *want_auth)
 
 START_TEST(test_sasl_external_both_ways)
 {
-    exchange("any", "any", "sasl-external");
+    exchange_with("any", "any", "sasl-external", "a.test", "b.test");
 }
 END_TEST
 
-START_TEST(test_dialback_both_ways)
+/* Certificates valid for the domains: dialback is asked for, and the
+ * receiving side takes the certificate as proof (XEP-0344). */
+START_TEST(test_dialback_with_valid_certificates)
 {
-    exchange("dialback", "dialback", "dialback");
+    exchange_with("dialback", "dialback", "dialback", "a.test", "b.test");
+}
+END_TEST
+
+/* Certificates that prove nothing (valid chain, other name): dialback
+ * with the full round trip to the authoritative server (db:verify). */
+START_TEST(test_dialback_verified_by_authoritative_server)
+{
+    exchange_with("any", "any", "dialback", "other.test", "other.test");
 }
 END_TEST
 
@@ -366,7 +378,8 @@ static Suite *s2s_suite(void)
     tcase_add_unchecked_fixture(tc, setup_pki, teardown_pki);
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, test_sasl_external_both_ways);
-    tcase_add_test(tc, test_dialback_both_ways);
+    tcase_add_test(tc, test_dialback_with_valid_certificates);
+    tcase_add_test(tc, test_dialback_verified_by_authoritative_server);
     tcase_add_test(tc, test_untrusted_domain_bounces_at_once);
     tcase_add_test(tc, test_unreachable_peer_bounces);
     tcase_add_test(tc, test_certificate_only_peer_with_wrong_name);
