@@ -20,7 +20,7 @@
 # over; a network where anything already listens on 127.0.N.1 or .2 is
 # skipped. Either way the test moves on to N+1; nothing waits on a lock.
 # N is kept in 20..239, away from 127.0.0.x and Debian's 127.0.1.1. The
-# home server uses 127.0.N.1 (c2s 5222, components 5347, ejabberd's Erlang
+# home server uses 127.0.N.1 (c2s $FG_C2S_PORT, components 5347, ejabberd's Erlang
 # distribution 47101, no epmd); fedgate's s2s listener 127.0.N.2:5269.
 #
 # Servers (run as private instances; /etc is never read or touched):
@@ -30,7 +30,7 @@
 #   ejabberd_register USER PW             (ejabberd 23.01, s2s denied)
 # Both host a.test with components fedgate.a.test, b.test and
 # conference.b.test (secrets $FG_SECRET_GW, $FG_SECRET_B, $FG_SECRET_MUC),
-# c2s on $FG_IP:5222 (TLS required) with a certificate from a CA made at
+# c2s on $FG_IP:$FG_C2S_PORT (TLS required) with a certificate from a CA made at
 # test time (DNS SANs only: ejabberd 23.01 fails on id-on-xmppAddr), and
 # the component listener on $FG_IP:5347. PROSODY_COMPONENTS=0 and
 # EJ_COMPONENTS=0 leave the component set-up to the test (cli.sh feeds in
@@ -64,8 +64,17 @@
 # ejabberd.sh: one scenario, with the two servers' different answers in
 # fg_server_facts.
 #
+# s2s (peering) tests: a private DNS server (dns_*), per-domain test
+# certificates (fg_make_cert), unmodified Prosody/ejabberd peers with s2s
+# on (prosody_peer_setup, ejabberd_peer_setup, peer_*), a fedgate config
+# with its s2s side on (fedgate_s2s_config) and case helpers (s2s_*): see
+# the section "s2s" below. selftest-peers.sh proves that part without
+# fedgate (run by hand).
+#
 # Environment: FEDGATE, PROBE (binaries; default from top_builddir),
-# KEEP_TMP=1, FG_TEST_TIMEOUT (watchdog, default 115 s), TMPDIR.
+# KEEP_TMP=1, FG_TEST_TIMEOUT (watchdog, default 115 s), TMPDIR,
+# FG_C2S_PORT (default 15222, which sidesteps a stray system-wide
+# XMPP server on 0.0.0.0:5222, which fg_init reports as a hard error).
 #
 # Exit codes follow automake: 0 pass, 1 fail, 77 skip (only when a server
 # binary is really missing), 99 hard error in the harness itself.
@@ -76,7 +85,7 @@ FG_PASSWORD=alice-pw-1
 FG_SECRET_GW=secret-gw
 FG_SECRET_B=secret-b
 FG_SECRET_MUC=secret-b-muc
-FG_C2S_PORT=5222
+FG_C2S_PORT=${FG_C2S_PORT:-15222}
 FG_COMP_PORT=5347
 FG_EJ_DIST_PORT=47101
 
@@ -157,17 +166,36 @@ fg_claim_net()
             mkdir "$base/$n" 2>/dev/null || continue
         fi
         echo $$ >"$base/$n/pid"
-        if [ -n "$(ss -Hltn "src 127.0.$n.1 or src 127.0.$n.2" 2>/dev/null)" ]; then
+        # Anything (TCP or UDP) on 127.0.N.0/24: the s2s tests use .1-.9
+        # and the DNS server .53.
+        if [ -n "$(ss -Hltun "src 127.0.$n.0/24" 2>/dev/null)" ]; then
             rm -rf "${base:?}/$n"
             continue
         fi
         FG_CLAIM="$base/$n"
+        fg_check_wildcard
         FG_NET=$n
         FG_IP=127.0.$n.1
         FG_S2S_IP=127.0.$n.2
+        FG_DNS_IP=127.0.$n.53
         return 0
     done
     hard_error "no free loopback network 127.0.20-239.0/24"
+}
+
+# A listener on a wildcard address (0.0.0.0 or [::]) on a port the tests
+# bind takes that port on every 127.x address: say who holds it. (A
+# system-wide Prosody is the usual one: `prosody --version` starts the
+# server from /etc/prosody; use `prosodyctl about`.)
+fg_check_wildcard()
+{
+    local port held
+    for port in "$FG_C2S_PORT" "$FG_COMP_PORT" 5269 5270 53; do
+        held=$(ss -Hltunp "( sport = :$port )" 2>/dev/null |
+            awk '$5 ~ /^(0\.0\.0\.0|\*|\[::\]):/' | head -1)
+        [ -z "$held" ] ||
+            hard_error "port $port is taken on every address: $held"
+    done
 }
 
 # Stops one process (or group with a leading '-') with TERM, then KILL
@@ -387,11 +415,14 @@ fg_make_certs()
 
 # ---- xmpp-probe -------------------------------------------------------------
 
-# probe [--as USER PW] [--timeout S] COMMAND...: runs xmpp-probe, output also
-# in $FG_TMP/probe.out. Returns xmpp-probe's exit status.
+# probe [--on DOMAIN] [--as USER PW] [--timeout S] COMMAND...: runs
+# xmpp-probe (as USER@a.test on the home server, or with --on as
+# USER@DOMAIN on that peer server), output also in $FG_TMP/probe.out.
+# Returns xmpp-probe's exit status.
 probe()
 {
     local user=$FG_USER pw=$FG_PASSWORD ca=$FG_CAFILE timeout=10 rc
+    local domain=$FG_DOMAIN host=$FG_IP
     while [ $# -gt 0 ]; do
         case $1 in
         --as)
@@ -406,10 +437,16 @@ probe()
             timeout=$2
             shift 2
             ;;
+        --on)
+            # A client of the peer server for domain $2 (see peer_*).
+            domain=$2 host=${PEER_IP[$2]:?no peer server for $2}
+            ca=${PEER_CLIENT_CA[$2]:-$ca}
+            shift 2
+            ;;
         *) break ;;
         esac
     done
-    "$PROBE" --jid "$user@$FG_DOMAIN" --password "$pw" --host "$FG_IP" \
+    "$PROBE" --jid "$user@$domain" --password "$pw" --host "$host" \
         --port "$FG_C2S_PORT" --cafile "$ca" --timeout "$timeout" "$@" \
         >"$FG_TMP/probe.out" 2>"$FG_TMP/probe.err"
     rc=$?
@@ -1080,4 +1117,787 @@ fg_home_scenario()
     phase_fedgate_restart gwfd 1100
     phase_wrong_secret
     home_stop
+}
+
+# ==== s2s: private DNS, certificates and unmodified peer servers ============
+#
+# For the peering-engine tests (s2s-*.sh) and selftest-peers.sh. Addresses
+# on the test's network 127.0.N.0/24: .1 home server, .2 fedgate's s2s
+# listener, .3-.9 peer servers (tests choose), .53 the DNS server.
+#
+# DNS: a private unbound on $FG_DNS_IP port 53 (port 53 because Prosody's
+# legacy resolver asks no other port; binding it on a 127.x address works
+# as root). `local-zone: "test." static`, so a name the test did not
+# declare is NXDOMAIN. Declare records first, then start it:
+#   dns_srv DOMAIN PORT TARGET [PRIO WEIGHT]   _xmpp-server._tcp.DOMAIN
+#   dns_srvs DOMAIN PORT TARGET [PRIO WEIGHT]  _xmpps-server._tcp.DOMAIN
+#   dns_a NAME IP
+#   dns_start / dns_stop / dns_restart (after changing records);
+#   dns_query NAME TYPE (a tiny stub resolver: prints "rcode N" and answers)
+# TARGET may be an IP address: the record then says "IP." and an A record
+# "IP." -> IP is added too. ejabberd 23.01 resolves the SRV target with the
+# system resolver (which cannot see this DNS), so ejabberd needs IP targets;
+# Prosody and fedgate take an IP target as an address.
+#
+# Peer servers ("unmodified": stock packages, private config), keyed by
+# their domain:
+#   prosody_peer_setup DOMAIN IP [KEY=VALUE...]
+#   ejabberd_peer_setup DOMAIN IP [KEY=VALUE...]
+#   peer_start DOMAIN / peer_stop DOMAIN / peer_restart DOMAIN
+#   peer_register DOMAIN USER PW
+#   peer_log DOMAIN (path of its main log)
+#   probe --on DOMAIN ...  (a client of that server)
+# Keys (both servers unless noted):
+#   cert=BASE      certificate $FG_TMP/pki/BASE.{crt,key} (fg_make_cert);
+#                  default: a good one for DOMAIN, made on demand
+#   s2s=on|off     off: the home-server role (Prosody only: s2s module
+#                  disabled, component listener on IP:5347)
+#   components="NAME:SECRET ..."   Prosody Component sections (s2s=off)
+#   secure_auth=true|false   Prosody s2s_secure_auth (default true)
+#   dialback=on|off          Prosody: mod_dialback; ejabberd: mod_s2s_dialback
+#                            (default on)
+#   direct_tls=PORT          s2s direct TLS (XEP-0368) listener on IP:PORT
+#   level=info|debug         ejabberd loglevel (Prosody always logs debug
+#                            to logs/debug.log)
+# Prosody resolves through the test's DNS via the test-only plugin
+# prosody-plugins/mod_fgtest_dns.lua (legacy resolver: name server, no
+# jitter) or, where lua-unbound is installed, `unbound = { resolvconf }`.
+# ejabberd through an inetrc `{nameserver, {127,0,N,53}, 53}`.
+
+declare -A PEER_KIND=() PEER_IP=() PEER_DIR=() PEER_LOG=() PEER_PID=()
+declare -A PEER_CFG=() PEER_NODE=() PEER_CLIENT_CA=() CERT_CA=()
+FG_DNS_RECORDS=()
+FG_DNS_TTL=${FG_DNS_TTL:-5}
+FG_DNS_PID=""
+FG_PEER_DIST_PORT=47102
+
+# ---- DNS ----------------------------------------------------------------
+
+# dns_target TARGET: prints TARGET as an absolute DNS name; an IP
+# address also gets an A record "IP." -> IP (for resolvers that look the
+# target up instead of parsing it).
+dns_target()
+{
+    if [[ $1 =~ ^[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+$ ]]; then
+        dns_a "$1" "$1"
+    fi
+    DNS_TARGET="${1%.}."
+}
+
+dns_a()
+{
+    FG_DNS_RECORDS+=("${1%.}. $FG_DNS_TTL IN A $2")
+}
+
+dns_srv()
+{
+    dns_target "$3"
+    FG_DNS_RECORDS+=("_xmpp-server._tcp.${1%.}. $FG_DNS_TTL IN SRV ${4:-0} ${5:-5} $2 $DNS_TARGET")
+}
+
+dns_srvs()
+{
+    dns_target "$3"
+    FG_DNS_RECORDS+=("_xmpps-server._tcp.${1%.}. $FG_DNS_TTL IN SRV ${4:-0} ${5:-5} $2 $DNS_TARGET")
+}
+
+# dns_clear: forget every declared record (then declare, dns_restart).
+dns_clear()
+{
+    FG_DNS_RECORDS=()
+}
+
+dns_start()
+{
+    local d=$FG_TMP/dns r
+    mkdir -p "$d"
+    {
+        cat <<EOT
+# Generated by test/integration/lib.sh for test $FG_NAME.
+server:
+    interface: $FG_DNS_IP
+    port: 53
+    do-ip6: no
+    do-daemonize: no
+    username: ""
+    chroot: ""
+    directory: "$d"
+    pidfile: ""
+    use-syslog: no
+    logfile: ""
+    verbosity: 1
+    log-queries: yes
+    log-replies: yes
+    num-threads: 1
+    so-reuseport: no
+    outgoing-range: 64
+    access-control: 127.0.0.0/8 allow
+    module-config: "iterator"
+    local-zone: "test." static
+EOT
+        # Records may repeat (an IP target used twice): unbound refuses
+        # nothing, but keep the file readable.
+        printf '%s\n' "${FG_DNS_RECORDS[@]}" | awk '!seen[$0]++' |
+            while IFS= read -r r; do
+                printf '    local-data: "%s"\n' "$r"
+            done
+        printf 'remote-control:\n    control-enable: no\n'
+    } >"$d/unbound.conf"
+    fg_log_add "$d/unbound.log"
+    /usr/sbin/unbound-checkconf "$d/unbound.conf" >"$d/checkconf.out" 2>&1 || {
+        fg_log_add "$d/checkconf.out"
+        hard_error "unbound-checkconf rejects $d/unbound.conf"
+    }
+    echo "=== start $(date +%T.%N)" >>"$d/unbound.log"
+    /usr/sbin/unbound -d -c "$d/unbound.conf" >>"$d/unbound.log" 2>&1 </dev/null &
+    FG_DNS_PID=$!
+    FG_PIDS+=("$FG_DNS_PID")
+    local end=$(($(date +%s) + 10))
+    until [ -n "$(ss -Hlun "src $FG_DNS_IP:53" 2>/dev/null)" ]; do
+        kill -0 "$FG_DNS_PID" 2>/dev/null || hard_error "unbound exited at start-up"
+        [ "$(date +%s)" -lt "$end" ] || hard_error "unbound does not listen on $FG_DNS_IP:53"
+        sleep 0.05
+    done
+    # Ready means answering: ask for the SOA of the zone.
+    dns_query test SOA >/dev/null || hard_error "unbound on $FG_DNS_IP:53 does not answer"
+    note "dns up on $FG_DNS_IP:53 (pid $FG_DNS_PID, ${#FG_DNS_RECORDS[@]} records)"
+}
+
+dns_stop()
+{
+    [ -n "$FG_DNS_PID" ] || return 0
+    fg_terminate "$FG_DNS_PID" 5
+    wait "$FG_DNS_PID" 2>/dev/null
+    FG_DNS_PID=""
+}
+
+dns_restart()
+{
+    dns_stop
+    dns_start
+}
+
+# dns_query NAME TYPE: asks the test's DNS (UDP); prints "rcode N" then one
+# line per answer ("A 1.2.3.4", "SRV prio weight port target"). Exit 0 when
+# it got an answer packet (whatever its rcode).
+dns_query()
+{
+    /usr/bin/python3 - "$FG_DNS_IP" "$1" "$2" <<'PY'
+import socket, struct, sys, random
+server, name, qtype = sys.argv[1], sys.argv[2], sys.argv[3]
+types = {"A": 1, "SOA": 6, "SRV": 33, "AAAA": 28}
+qid = random.randint(0, 65535)
+q = struct.pack(">HHHHHH", qid, 0x0100, 1, 0, 0, 0)
+for label in name.rstrip(".").split("."):
+    q += bytes([len(label)]) + label.encode()
+q += b"\0" + struct.pack(">HH", types[qtype], 1)
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(2)
+s.sendto(q, (server, 53))
+try:
+    r, _ = s.recvfrom(4096)
+except socket.timeout:
+    sys.exit(1)
+def rname(buf, off):
+    labels, jumped, end = [], False, off
+    while True:
+        n = buf[off]
+        if n >= 0xC0:
+            if not jumped:
+                end = off + 2
+            off = ((n & 0x3F) << 8) | buf[off + 1]
+            jumped = True
+            continue
+        if n == 0:
+            if not jumped:
+                end = off + 1
+            return ".".join(labels), end
+        labels.append(buf[off + 1:off + 1 + n].decode())
+        off += n + 1
+_, flags, qd, an, _, _ = struct.unpack(">HHHHHH", r[:12])
+print("rcode", flags & 0xF)
+off = 12
+for _ in range(qd):
+    _, off = rname(r, off)
+    off += 4
+for _ in range(an):
+    _, off = rname(r, off)
+    t, _, _, ln = struct.unpack(">HHIH", r[off:off + 10])
+    off += 10
+    data = r[off:off + ln]
+    if t == 1:
+        print("A", socket.inet_ntoa(data))
+    elif t == 33:
+        p, w, port = struct.unpack(">HHH", data[:6])
+        print("SRV", p, w, port, rname(r, off + 6)[0])
+    off += ln
+PY
+}
+
+# ---- certificates for peers -------------------------------------------------
+
+# fg_make_cert BASE [ca=test|other] [eku=both|server] [expired=1]
+#              [xmppaddr=DOMAIN] SAN...
+# A certificate $FG_TMP/pki/BASE.crt (+ .key, and .pem = both for
+# ejabberd), P-256, with the given subjectAltName entries (e.g.
+# DNS:b.test). ca=other: signed by the unrelated CA; eku=server: only
+# serverAuth; expired=1: valid for one day in 2020; xmppaddr=DOMAIN adds an
+# id-on-xmppAddr entry (never for certificates ejabberd 23.01 must accept).
+# Needs fg_make_certs first.
+fg_make_cert()
+{
+    local base=$1 ca=ca eku="serverAuth,clientAuth" expired=0 xa="" sans=() kv
+    shift
+    for kv in "$@"; do
+        case $kv in
+        ca=test) ca=ca ;;
+        ca=other) ca=other-ca ;;
+        eku=both) eku="serverAuth,clientAuth" ;;
+        eku=server) eku="serverAuth" ;;
+        expired=1) expired=1 ;;
+        xmppaddr=*) xa=${kv#*=} ;;
+        *=*) hard_error "fg_make_cert: unknown $kv" ;;
+        *) sans+=("$kv") ;;
+        esac
+    done
+    [ -f "$FG_TMP/pki/ca.key" ] || hard_error "fg_make_cert before fg_make_certs"
+    local san
+    san=$(
+        IFS=,
+        echo "${sans[*]}"
+    )
+    [ -n "$xa" ] && san="$san${san:+,}otherName:1.3.6.1.5.5.7.8.5;UTF8:$xa"
+    (
+        set -e
+        cd "$FG_TMP/pki"
+        openssl req -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:P-256 \
+            -keyout "$base.key" -out "$base.csr" -subj "/CN=${xa:-${sans[0]#DNS:}}"
+        printf '%s\n' \
+            "basicConstraints=critical,CA:FALSE" \
+            "keyUsage=critical,digitalSignature,keyEncipherment" \
+            "extendedKeyUsage=$eku" \
+            "subjectAltName=$san" >"$base.ext"
+        if [ "$expired" = 1 ]; then
+            # openssl x509 cannot back-date: use "openssl ca".
+            mkdir -p "ca-$base.db"
+            : >"ca-$base.db/index.txt"
+            printf '%s\n' '[ca]' 'default_ca=d' '[d]' \
+                "database=ca-$base.db/index.txt" "new_certs_dir=ca-$base.db" \
+                'serial=ca-'"$base"'.db/serial' 'default_md=sha256' \
+                'policy=p' 'unique_subject=no' '[p]' 'commonName=supplied' \
+                >"ca-$base.cnf"
+            echo 01 >"ca-$base.db/serial"
+            openssl ca -batch -notext -config "ca-$base.cnf" -cert "$ca.crt" \
+                -keyfile "$ca.key" -in "$base.csr" -out "$base.crt" \
+                -startdate 20200101000000Z -enddate 20200102000000Z \
+                -extfile "$base.ext"
+        else
+            openssl x509 -req -in "$base.csr" -CA "$ca.crt" -CAkey "$ca.key" \
+                -CAcreateserial -days 2 -extfile "$base.ext" -out "$base.crt"
+        fi
+        cat "$base.crt" "$base.key" >"$base.pem"
+    ) >>"$FG_TMP/openssl.log" 2>&1 || {
+        fg_log_add "$FG_TMP/openssl.log"
+        hard_error "certificate $base generation failed"
+    }
+    # Clients of a server with this certificate trust its issuer.
+    CERT_CA[$base]=$FG_TMP/pki/$ca.crt
+}
+
+# ---- peer servers: common -------------------------------------------------
+
+peer_start() { "${PEER_KIND[$1]:?no peer $1}_peer_start" "$1"; }
+peer_stop()
+{
+    [ -n "${PEER_KIND[$1]:-}" ] || return 0 # never set up: nothing to stop
+    "${PEER_KIND[$1]}_peer_stop" "$1"
+}
+peer_register() { "${PEER_KIND[$1]:?no peer $1}_peer_register" "$@"; }
+peer_log() { printf '%s' "${PEER_LOG[$1]}"; }
+
+peer_restart()
+{
+    peer_stop "$1"
+    peer_start "$1"
+}
+
+# The default certificate for a peer: DNS-IDs only (ejabberd-safe).
+peer_default_cert()
+{
+    [ -f "$FG_TMP/pki/peer-$1.crt" ] ||
+        fg_make_cert "peer-$1" "DNS:$1"
+    printf 'peer-%s' "$1"
+}
+
+# ---- Prosody peers -----------------------------------------------------------
+
+# prosody_peer_setup DOMAIN IP [KEY=VALUE...]: see the section comment.
+prosody_peer_setup()
+{
+    local dom=$1 ip=$2 kv cert="" s2s=on secure=true dialback=on dtls=""
+    local comps="" here d cfg c mods good
+    shift 2
+    for kv in "$@"; do
+        case $kv in
+        cert=*) cert=${kv#*=} ;;
+        s2s=*) s2s=${kv#*=} ;;
+        secure_auth=*) secure=${kv#*=} ;;
+        dialback=*) dialback=${kv#*=} ;;
+        direct_tls=*) dtls=${kv#*=} ;;
+        components=*) comps=${kv#*=} ;;
+        level=*) ;;
+        *) hard_error "prosody_peer_setup: unknown $kv" ;;
+        esac
+    done
+    if [ ! -x "$PROSODY_BIN" ] || [ ! -x "$PROSODYCTL_BIN" ]; then
+        skip "prosody not installed ($PROSODY_BIN)"
+    fi
+    good=$(peer_default_cert "$dom")
+    [ -n "$cert" ] || cert=$good
+    here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+    d=$FG_TMP/prosody-$dom
+    cfg=$d/prosody.cfg.lua
+    [ "${#d}" -lt 80 ] ||
+        hard_error "TMPDIR too long for Prosody's admin socket: $d"
+    mkdir -p "$d/data" "$d/logs" "$d/certs"
+    # The s2s certificate (the variant under test) is DOMAIN.crt, which
+    # `certificates = dir` also serves on the direct TLS port (by SNI) and
+    # s2s_ssl names for STARTTLS; clients always get a good certificate
+    # (ssl), so a client of this server works whatever the s2s variant.
+    cp "$FG_TMP/pki/$cert.crt" "$d/certs/$dom.crt"
+    cp "$FG_TMP/pki/$cert.key" "$d/certs/$dom.key"
+    cp "$FG_TMP/pki/$good.crt" "$d/certs/c2s-$dom.crt"
+    cp "$FG_TMP/pki/$good.key" "$d/certs/c2s-$dom.key"
+    cp "$FG_CAFILE" "$d/certs/ca.crt"
+    printf 'nameserver %s\n' "$FG_DNS_IP" >"$d/resolv.conf"
+    mods='"roster"; "saslauth"; "tls"; "disco"; "ping"; "version"; "admin_shell"; "fgtest_dns";'
+    [ "$dialback" = on ] && mods="$mods \"dialback\";"
+    {
+        cat <<EOT
+-- Generated by test/integration/lib.sh for test $FG_NAME: peer $dom.
+local D = "$d"
+run_as_root = true
+pidfile = D.."/run.pid"
+data_path = D.."/data"
+admin_socket = D.."/data/prosody.sock"
+log = { debug = D.."/logs/debug.log"; info = D.."/logs/prosody.log"; }
+interfaces = { "$ip" }
+c2s_ports = { $FG_C2S_PORT }
+s2s_ports = { 5269 }
+c2s_direct_tls_ports = {}
+s2s_direct_tls_ports = { $dtls }
+http_ports = {}; https_ports = {}
+certificates = D.."/certs"
+ssl = { cafile = D.."/certs/ca.crt" }
+c2s_require_encryption = true
+s2s_require_encryption = true
+s2s_secure_auth = $secure
+s2s_timeout = 20
+authentication = "internal_hashed"
+-- Resolve through the test's DNS (see prosody-plugins/mod_fgtest_dns.lua).
+plugin_paths = { "$here/prosody-plugins" }
+fgtest_dns_server = "$FG_DNS_IP"
+unbound = { resolvconf = D.."/resolv.conf"; hoststxt = false }
+modules_enabled = { $mods }
+EOT
+        if [ "$s2s" = off ]; then
+            cat <<EOT
+modules_disabled = { "s2s" }
+component_interfaces = { "$ip" }
+component_ports = { $FG_COMP_PORT }
+EOT
+        fi
+        printf '\nVirtualHost "%s"\n' "$dom"
+        printf '\tssl = { certificate = D.."/certs/c2s-%s.crt"; key = D.."/certs/c2s-%s.key" }\n' \
+            "$dom" "$dom"
+        printf '\ts2s_ssl = { certificate = D.."/certs/%s.crt"; key = D.."/certs/%s.key" }\n\n' \
+            "$dom" "$dom"
+        for c in $comps; do
+            printf 'Component "%s"\n\tcomponent_secret = "%s"\n\n' "${c%%:*}" "${c#*:}"
+        done
+    } >"$cfg"
+    PEER_KIND[$dom]=prosody
+    PEER_CLIENT_CA[$dom]=$FG_CAFILE
+    PEER_IP[$dom]=$ip
+    PEER_DIR[$dom]=$d
+    PEER_CFG[$dom]=$cfg
+    PEER_LOG[$dom]=$d/logs/prosody.log
+    fg_log_add "$d/logs/stdout.log"
+    fg_log_add "$d/logs/prosody.log"
+}
+
+prosody_peer_register()
+{
+    local dom=$1
+    "$PROSODYCTL_BIN" --config "${PEER_CFG[$dom]}" register "$2" "$dom" "$3" \
+        >>"${PEER_DIR[$dom]}/prosodyctl.log" 2>&1 ||
+        fail "prosodyctl register $2@$dom failed (see ${PEER_DIR[$dom]}/prosodyctl.log)"
+}
+
+prosody_peer_start()
+{
+    local dom=$1 d=${PEER_DIR[$1]} ip=${PEER_IP[$1]} pid
+    echo "=== start $(date +%T.%N)" >>"$d/logs/stdout.log"
+    setsid "$PROSODY_BIN" -F --config "${PEER_CFG[$dom]}" \
+        >>"$d/logs/stdout.log" 2>&1 </dev/null &
+    pid=$!
+    PEER_PID[$dom]=$pid
+    FG_PGIDS+=("$pid")
+    wait_for_port "$ip" "$FG_C2S_PORT" 20 ||
+        fail "prosody $dom did not open $ip:$FG_C2S_PORT"
+    if grep -q '^s2s_ports' "${PEER_CFG[$dom]}" &&
+        ! grep -q '"s2s" }' "${PEER_CFG[$dom]}" &&
+        ! wait_for_port "$ip" 5269 5; then
+        fail "prosody $dom did not open $ip:5269"
+    fi
+    if grep -q '^component_ports' "${PEER_CFG[$dom]}" &&
+        ! wait_for_port "$ip" "$FG_COMP_PORT" 5; then
+        fail "prosody $dom did not open $ip:$FG_COMP_PORT"
+    fi
+    kill -0 "$pid" 2>/dev/null || fail "prosody $dom exited at start-up"
+    # The DNS plugin must have loaded (or lua-unbound be in use).
+    wait_for_log "$d/logs/prosody.log" 'legacy resolver: name server|lua-unbound in use' 5 ||
+        fail "prosody $dom: mod_fgtest_dns did not load"
+    note "prosody $dom up on $ip (pid $pid)"
+}
+
+prosody_peer_stop()
+{
+    local dom=$1 pid=${PEER_PID[$1]:-}
+    [ -n "$pid" ] || return 0
+    fg_terminate "-$pid" 10 || fail "prosody $dom needed SIGKILL"
+    wait "$pid" 2>/dev/null
+    wait_port_closed "${PEER_IP[$dom]}" "$FG_C2S_PORT" 5 ||
+        fail "prosody $dom: port still open after it exited"
+    PEER_PID[$dom]=""
+    note "prosody $dom stopped"
+}
+
+# ---- ejabberd peers ------------------------------------------------------------
+
+# ejabberd_peer_setup DOMAIN IP [KEY=VALUE...]: see the section comment.
+# An s2s-enabled ejabberd 23.01 for DOMAIN: c2s IP:$FG_C2S_PORT, s2s IP:5269
+# (STARTTLS required), certificate with DNS-IDs only, trusting the test CA;
+# SRV lookups through the test's DNS (inetrc), targets must be IPs.
+ejabberd_peer_setup()
+{
+    local dom=$1 ip=$2 kv cert="" dialback=on dtls="" level=info d n o1 o2 o3 o4
+    shift 2
+    for kv in "$@"; do
+        case $kv in
+        cert=*) cert=${kv#*=} ;;
+        dialback=*) dialback=${kv#*=} ;;
+        direct_tls=*) dtls=${kv#*=} ;;
+        level=*) level=${kv#*=} ;;
+        secure_auth=* | s2s=on) ;;
+        *) hard_error "ejabberd_peer_setup: unknown $kv" ;;
+        esac
+    done
+    if [ ! -x "$EJABBERDCTL_BIN" ] || [ ! -x /usr/bin/erl ]; then
+        skip "ejabberd not installed ($EJABBERDCTL_BIN)"
+    fi
+    id ejabberd >/dev/null 2>&1 || skip "no ejabberd system user"
+    [ -n "$cert" ] || cert=$(peer_default_cert "$dom")
+    d=$FG_TMP/ejabberd-$dom
+    n=fgpeer${FG_NET}x${ip##*.}@$ip
+    mkdir -p "$d/etc" "$d/spool" "$d/log" "$d/run" "$d/contrib" "$d/home"
+    # One certificate for c2s and s2s: ejabberd pools every certfile
+    # (listeners' too) and picks by domain, so a good c2s certificate would
+    # also be served on s2s. Clients of a server with a certificate from
+    # the unrelated CA trust that CA (probe --on); with a wrong name or an
+    # expired certificate, its clients cannot log in.
+    cp "$FG_TMP/pki/$cert.pem" "$d/etc/cert.pem"
+    cp "$FG_CAFILE" "$d/etc/ca.crt"
+    IFS=. read -r o1 o2 o3 o4 <<<"$FG_DNS_IP"
+    # SRV through the test's DNS; the Erlang resolver must not fall back
+    # to /etc/resolv.conf or /etc/hosts.
+    cat >"$d/etc/inetrc" <<EOT
+{resolv_conf, ""}.
+{hosts_file, ""}.
+{nameserver, {$o1,$o2,$o3,$o4}, 53}.
+{lookup, [file, dns]}.
+{timeout, 2000}.
+{retry, 2}.
+EOT
+    cat >"$d/etc/ejabberdctl.cfg" <<EOT
+# Generated by test/integration/lib.sh for test $FG_NAME: peer $dom.
+ERLANG_NODE=$n
+ERL_DIST_PORT=$FG_PEER_DIST_PORT
+INET_DIST_INTERFACE=$ip
+ERL_OPTIONS="-env ERL_CRASH_DUMP_BYTES 0 -setcookie fgpeer$$"
+EJABBERD_PID_PATH=$d/run/ejabberd.pid
+CONTRIB_MODULES_PATH=$d/contrib
+EJABBERD_BYPASS_WARNINGS=true
+EOT
+    cat >"$d/etc/ejabberd.yml" <<EOT
+# Generated by test/integration/lib.sh for test $FG_NAME: peer $dom.
+loglevel: $level
+log_rotate_count: 0
+hosts:
+  - $dom
+certfiles:
+  - "$d/etc/cert.pem"
+ca_file: "$d/etc/ca.crt"
+auth_method: internal
+auth_password_format: scram
+s2s_use_starttls: required
+s2s_dns_timeout: 3
+s2s_dns_retries: 1
+s2s_timeout: 30
+outgoing_s2s_timeout: 10
+acl:
+  local:
+    user_regexp: ""
+access_rules:
+  local:
+    allow: local
+api_permissions:
+  "console commands":
+    from:
+      - ejabberd_ctl
+    who: all
+    what: "*"
+listen:
+  -
+    port: $FG_C2S_PORT
+    ip: "$ip"
+    module: ejabberd_c2s
+    starttls_required: true
+  -
+    port: 5269
+    ip: "$ip"
+    module: ejabberd_s2s_in
+    max_stanza_size: 524288
+$(if [ -n "$dtls" ]; then
+        printf '  -\n    port: %s\n    ip: "%s"\n    module: ejabberd_s2s_in\n    tls: true\n' \
+            "$dtls" "$ip"
+    fi)
+modules:
+  mod_disco: {}
+  mod_roster: {}
+  mod_ping: {}
+  mod_version: {}
+$([ "$dialback" = on ] && echo "  mod_s2s_dialback: {}")
+EOT
+    chown -R ejabberd: "$d"
+    chmod 600 "$d/etc/cert.pem"
+    runuser -u ejabberd -- test -w "$d/spool" ||
+        hard_error "user ejabberd cannot write $d"
+    PEER_KIND[$dom]=ejabberd
+    PEER_CLIENT_CA[$dom]=${CERT_CA[$cert]:-$FG_CAFILE}
+    PEER_IP[$dom]=$ip
+    PEER_DIR[$dom]=$d
+    PEER_NODE[$dom]=$n
+    PEER_LOG[$dom]=$d/log/ejabberd.log
+    fg_log_add "$d/log/stdout.log"
+    fg_log_add "$d/log/ejabberd.log"
+    fg_log_add "$d/log/error.log"
+}
+
+ejabberd_peer_ctl()
+{
+    local dom=$1 d=${PEER_DIR[$1]}
+    shift
+    HOME=$d/home runuser -u ejabberd -- "$EJABBERDCTL_BIN" \
+        --config-dir "$d/etc" --spool "$d/spool" --logs "$d/log" \
+        --node "${PEER_NODE[$dom]}" "$@"
+}
+
+ejabberd_peer_start()
+{
+    local dom=$1 d=${PEER_DIR[$1]} ip=${PEER_IP[$1]} mark end pid
+    mark=$(log_mark "$d/log/ejabberd.log")
+    echo "=== start $(date +%T.%N)" >>"$d/log/stdout.log"
+    HOME=$d/home setsid runuser -u ejabberd -- "$EJABBERDCTL_BIN" \
+        --config-dir "$d/etc" --spool "$d/spool" --logs "$d/log" \
+        --node "${PEER_NODE[$dom]}" foreground \
+        >>"$d/log/stdout.log" 2>&1 </dev/null &
+    pid=$!
+    PEER_PID[$dom]=$pid
+    FG_PGIDS+=("$pid")
+    end=$(($(date +%s) + 60))
+    while ! tail -c "+$((mark + 1))" "$d/log/ejabberd.log" 2>/dev/null |
+        grep -q 'is started in the node'; do
+        kill -0 "$pid" 2>/dev/null || fail "ejabberd $dom exited at start-up"
+        [ "$(date +%s)" -lt "$end" ] || fail "ejabberd $dom did not start in 60s"
+        sleep 0.2
+    done
+    if ! wait_for_port "$ip" "$FG_C2S_PORT" 10 || ! wait_for_port "$ip" 5269 10; then
+        fail "ejabberd $dom started but does not listen on $ip"
+    fi
+    note "ejabberd $dom up on $ip (pgid $pid)"
+}
+
+ejabberd_peer_register()
+{
+    local dom=$1
+    ejabberd_peer_ctl "$dom" register "$2" "$dom" "$3" \
+        >>"${PEER_DIR[$dom]}/log/ejabberdctl.out" 2>&1 ||
+        fail "ejabberdctl register $2@$dom failed: $(tail -n 3 "${PEER_DIR[$dom]}/log/ejabberdctl.out")"
+}
+
+ejabberd_peer_stop()
+{
+    local dom=$1 pid=${PEER_PID[$1]:-}
+    [ -n "$pid" ] || return 0
+    fg_terminate "-$pid" 20 || fail "ejabberd $dom needed SIGKILL"
+    wait "$pid" 2>/dev/null
+    wait_port_closed "${PEER_IP[$dom]}" "$FG_C2S_PORT" 5 ||
+        fail "ejabberd $dom: port still open after it exited"
+    PEER_PID[$dom]=""
+    note "ejabberd $dom stopped"
+}
+
+# ---- fedgate with s2s -----------------------------------------------------------
+
+# fedgate_s2s_config FILE [KEY=VALUE...]: a fedgate config with its s2s
+# side on. Keys:
+#   domain=D (a.test)           the served domain; service JID fedgate.D
+#   home=IP (home server, $FG_IP), home_port=P ($FG_COMP_PORT)
+#   secret=S ($FG_SECRET_B)     upstream.secret (every peer's component)
+#   service_secret=S ($FG_SECRET_GW)
+#   listen=IP:PORT ($FG_S2S_IP:5269; "none": no STARTTLS listener)
+#   direct_tls=IP:PORT          s2s.direct_tls_listen
+#   cert=BASE (gw)              $FG_TMP/pki/BASE.crt/.key
+#   ca=FILE ($FG_CAFILE)        tls.ca_file
+#   peer=DOMAIN[:AUTH[:TRUST_ANCHOR_FILE]]   repeatable; AUTH any (default),
+#                                            certificate or dialback
+#   level=L (debug)
+# DNS: dns.forwarders = [ "$FG_DNS_IP@53" ].
+fedgate_s2s_config()
+{
+    local file=$1 dom=$FG_DOMAIN home=$FG_IP hport=$FG_COMP_PORT
+    local up_secret=$FG_SECRET_B svc=$FG_SECRET_GW listen=$FG_S2S_IP:5269
+    local dtls="" cert=gw ca=$FG_CAFILE level=debug kv p peers="" d a t
+    shift
+    for kv in "$@"; do
+        case $kv in
+        domain=*) dom=${kv#*=} ;;
+        home=*) home=${kv#*=} ;;
+        home_port=*) hport=${kv#*=} ;;
+        secret=*) up_secret=${kv#*=} ;;
+        service_secret=*) svc=${kv#*=} ;;
+        listen=*) listen=${kv#*=} ;;
+        direct_tls=*) dtls=${kv#*=} ;;
+        cert=*) cert=${kv#*=} ;;
+        ca=*) ca=${kv#*=} ;;
+        level=*) level=${kv#*=} ;;
+        peer=*)
+            p=${kv#*=}
+            IFS=: read -r d a t <<<"$p"
+            peers+="    { domain = \"$d\"; auth = \"${a:-any}\";"
+            [ -n "$t" ] && peers+=" trust_anchor = \"$t\";"
+            peers+=" },"$'\n'
+            ;;
+        *) hard_error "fedgate_s2s_config: unknown $kv" ;;
+        esac
+    done
+    local dir
+    dir=$(dirname "$file")
+    mkdir -p "$dir"
+    cat >"$file" <<EOT
+# Generated by test/integration/lib.sh for test $FG_NAME (s2s).
+service_jid = "fedgate.$dom";
+domains = [ "$dom" ];
+upstream = {
+    host = "$home";
+    port = $hport;
+    secret = "$up_secret";
+    service_secret = "$svc";
+    backoff_initial_ms = 200;
+    backoff_max_ms = 2000;
+};
+peers = (
+${peers%,$'\n'}
+);
+log = { level = "$level"; };
+state_db = "$dir/state.db";
+s2s = {
+    listen = [ $([ "$listen" = none ] || printf '"%s"' "$listen") ];
+    direct_tls_listen = [ $([ -n "$dtls" ] && printf '"%s"' "$dtls") ];
+};
+tls = {
+    certificate = "$FG_TMP/pki/$cert.crt";
+    key = "$FG_TMP/pki/$cert.key";
+    ca_file = "$ca";
+};
+dns = { forwarders = [ "$FG_DNS_IP@53" ]; };
+EOT
+}
+
+# fedgate_has_s2s: 0 when the fedgate binary has the s2s engine.
+fedgate_has_s2s()
+{
+    [ -x "$FEDGATE" ] && "$FEDGATE" --print-config-doc 2>/dev/null |
+        grep -q 'direct_tls_listen'
+}
+
+# ---- helpers shared by the s2s tests ---------------------------------------------
+
+declare -A S2S_MARK=()
+S2S_CASE=""
+S2S_T0=0
+
+# s2s_case NAME / s2s_case_done: named, timed cases; the name is also
+# written into every fedgate log started during the case.
+s2s_case()
+{
+    S2S_CASE=$1
+    S2S_T0=$(date +%s%N)
+    note "case $S2S_CASE"
+}
+
+s2s_case_done()
+{
+    note "case $S2S_CASE passed in $((($(date +%s%N) - S2S_T0) / 1000000)) ms"
+}
+
+# s2s_gw_start NAME [fedgate_s2s_config keys]: (re)starts fedgate NAME with
+# a fresh config and waits until its upstream streams (service JID and
+# every peer) are ready and its STARTTLS listener accepts.
+s2s_gw_start()
+{
+    local name=$1 kv dom=$FG_DOMAIN listen=$FG_S2S_IP:5269 p
+    shift
+    local streams=()
+    for kv in "$@"; do
+        case $kv in
+        domain=*) dom=${kv#*=} ;;
+        listen=*) listen=${kv#*=} ;;
+        peer=*)
+            p=${kv#*=}
+            streams+=("${p%%:*}")
+            ;;
+        esac
+    done
+    fedgate_stop "$name"
+    fedgate_s2s_config "$FG_TMP/$name/fedgate.conf" "$@"
+    S2S_MARK[$name]=$(log_mark "$FG_TMP/$name.log")
+    echo "=== case ${S2S_CASE:-?}" >>"$FG_TMP/$name.log"
+    fedgate_start "$name" "$FG_TMP/$name/fedgate.conf"
+    FG_STREAM_DOMAINS=("fedgate.$dom" "${streams[@]}")
+    fedgate_wait_ready "$name" 15 "${S2S_MARK[$name]}"
+    if [ "$listen" != none ]; then
+        wait_for_port "${listen%:*}" "${listen##*:}" 5 ||
+            fail "fedgate $name does not listen on $listen"
+    fi
+}
+
+# s2s_log_has NAME REGEX [TIMEOUT]: fedgate NAME logged a matching line
+# since its last s2s_gw_start; the line is shown.
+s2s_log_has()
+{
+    local name=$1 re=$2 log=$FG_TMP/$1.log
+    wait_for_log "$log" "$re" "${3:-5}" "${S2S_MARK[$name]:-0}" ||
+        fail "$S2S_CASE: fedgate $name's log has no line matching /$re/"
+    note "$S2S_CASE: $name: $(tail -c "+$((${S2S_MARK[$name]:-0} + 1))" "$log" |
+        grep -Em1 -- "$re" | cut -c1-220)"
+}
+
+# s2s_log_lacks NAME REGEX: no matching line since the last s2s_gw_start.
+s2s_log_lacks()
+{
+    local name=$1 re=$2 log=$FG_TMP/$1.log
+    ! tail -c "+$((${S2S_MARK[$name]:-0} + 1))" "$log" | grep -Eq -- "$re" ||
+        fail "$S2S_CASE: fedgate $name logged /$re/: $(tail -c "+$((${S2S_MARK[$name]:-0} + 1))" "$log" | grep -Em1 -- "$re")"
 }
