@@ -617,9 +617,26 @@ static void cb_authorize(void *ud,
     }
     policy_check(c->s2s->cfg, &facts, out);
     if (!out->allow) {
-        log_conn(LOG_LEVEL_WARN, c->who, "policy refuses %s (%s): %s", remote,
+        /* The certificate detail is what an admin needs to fix it. */
+        char detail[400] = "";
+        if (facts.tls && !c->peer.cert_present) {
+            snprintf(detail, sizeof(detail), " (no peer certificate)");
+        } else if (facts.tls) {
+            snprintf(detail, sizeof(detail),
+                     " (certificate %s: chain %s, name %s)", c->peer.subject,
+                     c->peer.chain_ok ? "ok" : c->peer.chain_error,
+                     c->peer.name_ok ? "ok" : "does not match");
+        }
+        /* SASL refused usually means dialback comes next: info only */
+        log_conn(method == POLICY_AUTH_SASL_EXTERNAL ? LOG_LEVEL_INFO
+                                                     : LOG_LEVEL_WARN,
+                 c->who, "policy refuses %s (%s): %s%s", remote,
                  auth_name(method) != NULL ? auth_name(method) : "?",
-                 out->reason);
+                 out->reason, detail);
+        if (c->route != NULL) {
+            snprintf(c->route->last_error, sizeof(c->route->last_error),
+                     "policy: %s%s", out->reason, detail);
+        }
     }
 }
 
@@ -677,7 +694,8 @@ static void cb_auth_failed(void *ud,
         /* Authentication is about the domain, not the address: do not
          * try the next one. */
         route_fail(r, "remote-server-not-found", "authentication failed: %s",
-                   reason);
+                   strncmp(r->last_error, "policy: ", 8) == 0 ? r->last_error
+                                                              : reason);
         r->out = NULL;
         c->route = NULL;
         conn_close(c, NULL, NULL);
