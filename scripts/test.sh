@@ -5,10 +5,12 @@
 #   2. build with -Werror and run `make check` (unit + integration tests
 #      with real Prosody and ejabberd), and the format check
 #   3. build again with AddressSanitizer + UBSan and run `make check`
-#   4. `make distcheck` (the tarball builds and its unit tests pass)
+#   4. a short libFuzzer run of every fuzz target (clang)
+#   5. `make distcheck` (the tarball builds and its unit tests pass)
 #
 # Build trees go to _build/ and _build-san/ so the source stays clean.
-# Set FEDGATE_SKIP_SAN=1 or FEDGATE_SKIP_DISTCHECK=1 to leave a step out.
+# Set FEDGATE_SKIP_SAN=1, FEDGATE_SKIP_FUZZ=1 or FEDGATE_SKIP_DISTCHECK=1 to
+# leave a step out; FEDGATE_FUZZ_SECONDS sets the time per fuzz target.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
@@ -69,8 +71,17 @@ run_suite _build
 if [ "${FEDGATE_SKIP_SAN:-0}" != 1 ]; then
     step "sanitizer build (ASan + UBSan) and make check"
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+    LSAN_OPTIONS=suppressions=$top/test/fuzz/lsan.supp \
     UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
         run_suite _build-san --enable-sanitizers
+fi
+
+if [ "${FEDGATE_SKIP_FUZZ:-0}" != 1 ]; then
+    step "fuzz targets (libFuzzer, ${FEDGATE_FUZZ_SECONDS:-30} s each)"
+    mkdir -p _build-fuzz
+    (cd _build-fuzz && "$top/configure" -q --enable-fuzzing CC=clang)
+    make -C _build-fuzz -j"$jobs" >/dev/null
+    make -C _build-fuzz fuzz-run FUZZ_SECONDS="${FEDGATE_FUZZ_SECONDS:-30}"
 fi
 
 if [ "${FEDGATE_SKIP_DISTCHECK:-0}" != 1 ]; then
