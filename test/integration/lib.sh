@@ -1901,3 +1901,98 @@ s2s_log_lacks()
     ! tail -c "+$((${S2S_MARK[$name]:-0} + 1))" "$log" | grep -Eq -- "$re" ||
         fail "$S2S_CASE: fedgate $name logged /$re/: $(tail -c "+$((${S2S_MARK[$name]:-0} + 1))" "$log" | grep -Em1 -- "$re")"
 }
+
+# ==== fault tests (fault-*.sh) ===================================================
+#
+# Topology: .1 home Prosody a.test (alice), .2 fedgate A "ga", .3 home Prosody
+# b.test (bob; components fedgate.b.test and a.test), .4 fedgate B "gb",
+# .53 DNS. fault_topology sets up and starts DNS and both home servers;
+# fault_gw_start ga|gb [LIMITS] starts a fedgate (LIMITS: libconfig text
+# appended to its config, e.g. "limits = { queue_timeout = 3; };");
+# fault_gw_kill NAME sends SIGKILL; fault_scen OUT STEPS... runs
+# xmpp-scenario as alice and bob in the background (FAULT_SCEN_PID);
+# fault_await FILE SECS waits for its @:signal; fault_counts OUT WHO prints
+# "sent delivered bounced unaccounted duplicates conditions" of its report.
+
+fault_topology()
+{
+    local d
+    FAULT_HB_IP=127.0.$FG_NET.3 FAULT_GB_IP=127.0.$FG_NET.4
+    fedgate_require
+    fedgate_has_s2s || fail "$FEDGATE has no s2s engine"
+    /usr/bin/python3 -c 'import slixmpp' 2>/dev/null || skip "no python3-slixmpp"
+    fg_make_certs
+    fg_make_cert gwb "DNS:b.test" "DNS:fedgate.b.test"
+    for d in a.test fedgate.a.test; do dns_srv "$d" 5269 "$FG_S2S_IP" 10; done
+    for d in b.test fedgate.b.test; do dns_srv "$d" 5269 "$FAULT_GB_IP" 10; done
+    dns_start
+    prosody_setup
+    prosody_register alice alice-pw-1
+    prosody_start
+    prosody_peer_setup b.test "$FAULT_HB_IP" s2s=off \
+        components="fedgate.b.test:$FG_SECRET_GW a.test:secret-a"
+    peer_register b.test bob bob-pw
+    peer_start b.test
+}
+
+fault_gw_start()
+{
+    local name=$1 conf=$FG_TMP/$1/fedgate.conf
+    if [ -n "${2+x}" ] || [ ! -f "$conf" ]; then
+        if [ "$name" = ga ]; then
+            fedgate_s2s_config "$conf" peer=b.test:certificate
+        else
+            fedgate_s2s_config "$conf" domain=b.test home="$FAULT_HB_IP" \
+                secret=secret-a listen="$FAULT_GB_IP:5269" cert=gwb \
+                peer=a.test:certificate
+        fi
+        printf '%s\n' "${2:-}" >>"$conf"
+    fi
+    S2S_MARK[$name]=$(log_mark "$FG_TMP/$name.log")
+    fedgate_start "$name" "$conf"
+    if [ "$name" = ga ]; then
+        FG_STREAM_DOMAINS=(fedgate.a.test b.test)
+    else
+        FG_STREAM_DOMAINS=(fedgate.b.test a.test)
+    fi
+    fedgate_wait_ready "$name" 15 "${S2S_MARK[$name]}"
+}
+
+fault_gw_kill()
+{
+    local pid
+    pid=$(fedgate_pid "$1")
+    kill -KILL "$pid" && wait "$pid" 2>/dev/null
+    printf -v "FEDGATE_PID_$1" '%s' ""
+    note "fedgate $1 (pid $pid) killed with SIGKILL"
+}
+
+fault_scen()
+{
+    local out=$FG_TMP/$1
+    shift
+    /usr/bin/python3 "$top_srcdir/test/tools/xmpp-scenario.py" \
+        --cafile "$FG_CAFILE" --timeout 20 --transcript \
+        --account "alice@a.test:alice-pw-1@$FG_IP:$FG_C2S_PORT" \
+        --account "bob@b.test:bob-pw@$FAULT_HB_IP:$FG_C2S_PORT" \
+        "$@" >"$out" 2>"$out.err" &
+    FAULT_SCEN_PID=$!
+    FG_PIDS+=("$FAULT_SCEN_PID")
+}
+
+fault_await()
+{
+    local end=$(($(date +%s) + $2))
+    until [ -e "$1" ]; do
+        kill -0 "$FAULT_SCEN_PID" 2>/dev/null ||
+            fail "the scenario ended before $(basename "$1")"
+        [ "$(date +%s)" -lt "$end" ] || fail "no $(basename "$1") within $2 s"
+        sleep 0.05
+    done
+}
+
+fault_counts()
+{
+    sed -nE "s/^report $2 sent=([0-9]+) delivered=([0-9]+) bounced=([0-9]+) unaccounted=([0-9]+) duplicates=([0-9]+).* conditions=(.*)$/\1 \2 \3 \4 \5 \6/p" \
+        "$FG_TMP/$1" | tail -1
+}
