@@ -53,6 +53,7 @@ enum conf_scope {
     SCOPE_SERVICE,
     SCOPE_S2S,
     SCOPE_TLS,
+    SCOPE_TLS_DOMAIN,
     SCOPE_DNS,
     SCOPE_LIMITS,
     SCOPE_LOG,
@@ -71,6 +72,8 @@ static const struct scope_info scope_infos[SCOPE_COUNT] = {
     [SCOPE_SERVICE] = {"peers.services", "peers.services: a peer's services"},
     [SCOPE_S2S] = {"s2s", "s2s: listeners for peer connections"},
     [SCOPE_TLS] = {"tls", "tls: certificates and trust"},
+    [SCOPE_TLS_DOMAIN] = {"tls.domains",
+                          "tls.domains: a certificate per local domain"},
     [SCOPE_DNS] = {"dns", "dns: resolving peers"},
     [SCOPE_LIMITS] = {"limits", "limits: bounds on peer input and queues"},
     [SCOPE_LOG] = {"log", "log: logging"},
@@ -85,8 +88,9 @@ enum key_type {
     KT_AUTH,     /* enum conf_auth, by name */
     KT_LOGLEVEL, /* enum log_level, by name (log_level_parse) */
     KT_GROUP,    /* a group whose keys are in scope `child` */
-    KT_PEERS,    /* list of peer groups (struct conf) */
-    KT_SERVICES, /* list of service groups (struct conf_peer) */
+    KT_LIST,     /* list of groups of scope `child`: an array of
+                  * elem_size structs at off, its count (size_t) at off_n,
+                  * each struct's line (int) at off_line */
 };
 
 enum {
@@ -120,7 +124,9 @@ struct conf_key {
     long long min;     /* numbers: bounds; lists: fewest elements */
     long long max;
     unsigned flags;
-    enum conf_scope child; /* KT_GROUP, KT_PEERS, KT_SERVICES */
+    enum conf_scope child; /* KT_GROUP, KT_LIST */
+    size_t elem_size;      /* KT_LIST */
+    size_t off_line;       /* KT_LIST: the element's line field */
     conf_check_fn *check;  /* strings and list elements */
     const char *doc;       /* one paragraph, plain text */
 };
@@ -151,6 +157,7 @@ static const char *const auth_names[] = {"any", "certificate", "dialback"};
 #define ROOT(f)  offsetof(struct conf, f)
 #define PEER(f)  offsetof(struct conf_peer, f)
 #define SVC(f)   offsetof(struct conf_service, f)
+#define TLSD(f)  offsetof(struct conf_tls_domain, f)
 
 /* The one table. Its order is the order of conf_print and of the docs. */
 static const struct conf_key conf_keys[] = {
@@ -180,8 +187,12 @@ static const struct conf_key conf_keys[] = {
      .child = SCOPE_UPSTREAM},
     {.scope = SCOPE_ROOT,
      .name = "peers",
-     .type = KT_PEERS,
-     .child = SCOPE_PEER},
+     .type = KT_LIST,
+     .off = ROOT(peers),
+     .off_n = ROOT(npeers),
+     .child = SCOPE_PEER,
+     .elem_size = sizeof(struct conf_peer),
+     .off_line = PEER(line)},
     {.scope = SCOPE_ROOT, .name = "s2s", .type = KT_GROUP, .child = SCOPE_S2S},
     {.scope = SCOPE_ROOT, .name = "tls", .type = KT_GROUP, .child = SCOPE_TLS},
     {.scope = SCOPE_ROOT, .name = "dns", .type = KT_GROUP, .child = SCOPE_DNS},
@@ -344,8 +355,12 @@ static const struct conf_key conf_keys[] = {
 
     {.scope = SCOPE_PEER,
      .name = "services",
-     .type = KT_SERVICES,
-     .child = SCOPE_SERVICE},
+     .type = KT_LIST,
+     .off = PEER(services),
+     .off_n = PEER(nservices),
+     .child = SCOPE_SERVICE,
+     .elem_size = sizeof(struct conf_service),
+     .off_line = SVC(line)},
 
     {.scope = SCOPE_SERVICE,
      .name = "domain",
@@ -425,10 +440,16 @@ static const struct conf_key conf_keys[] = {
      .type = KT_UINT,
      .off = ROOT(s2s_keepalive),
      .def_num = 60,
-     .min = 5,
+     .min = 1,
      .max = 3600,
      .doc = "Seconds of silence after which a whitespace keepalive is "
-            "sent on an s2s stream."},
+            "sent on an s2s stream. An authenticated outbound stream whose "
+            "peer has sent nothing (on any of its streams to fedgate) for "
+            "this long also gets an XEP-0199 ping, and is closed when no "
+            "answer (result or error) comes within as long again; the "
+            "route reconnects with its next stanza. Values below 5 detect "
+            "a dead peer within seconds at the cost of a ping round trip "
+            "that often; the test suite uses them."},
 
     {.scope = SCOPE_TLS,
      .name = "certificate",
@@ -437,7 +458,10 @@ static const struct conf_key conf_keys[] = {
      .check = check_file,
      .doc = "PEM file with the certificate chain presented to peers, valid "
             "for the served domains and service_jid. Required when a peer "
-            "has tls_required; set together with key."},
+            "has tls_required; set together with key. A domain listed in "
+            "tls.domains presents its own certificate instead; this one is "
+            "the default for every other name, and for peers that ask for "
+            "no name (SNI) on a stream with no known local domain."},
     {.scope = SCOPE_TLS,
      .name = "key",
      .type = KT_STRING,
@@ -467,6 +491,41 @@ static const struct conf_key conf_keys[] = {
      .doc = "OpenSSL cipher list for TLS 1.2. Not set: OpenSSL's default. "
             "TLS 1.3 suites are not affected; TLS older than 1.2 is never "
             "offered."},
+    {.scope = SCOPE_TLS,
+     .name = "domains",
+     .type = KT_LIST,
+     .off = ROOT(tls_domains),
+     .off_n = ROOT(ntls_domains),
+     .child = SCOPE_TLS_DOMAIN,
+     .elem_size = sizeof(struct conf_tls_domain),
+     .off_line = TLSD(line)},
+
+    {.scope = SCOPE_TLS_DOMAIN,
+     .name = "domain",
+     .type = KT_STRING,
+     .off = TLSD(domain),
+     .flags = KF_REQUIRED,
+     .check = check_domain,
+     .doc = "A served domain or service_jid that presents a certificate of "
+            "its own: as a server when a peer asks for it with SNI (or, "
+            "without SNI, when the stream is addressed to it), as a client "
+            "on streams from it. Listed once at most. tls.certificate must "
+            "be set as the default for other names."},
+    {.scope = SCOPE_TLS_DOMAIN,
+     .name = "certificate",
+     .type = KT_STRING,
+     .off = TLSD(certificate),
+     .flags = KF_REQUIRED,
+     .check = check_file,
+     .doc = "PEM file with the domain's certificate chain (leaf first, "
+            "then intermediates), valid for the domain."},
+    {.scope = SCOPE_TLS_DOMAIN,
+     .name = "key",
+     .type = KT_STRING,
+     .off = TLSD(key),
+     .flags = KF_REQUIRED,
+     .check = check_file,
+     .doc = "PEM file with that certificate's private key."},
 
     {.scope = SCOPE_DNS,
      .name = "forwarders",
@@ -1034,8 +1093,7 @@ scope_defaults(struct conf_loader *ld, enum conf_scope scope, void *base)
         case KT_GROUP:
             scope_defaults(ld, k->child, base);
             break;
-        case KT_PEERS:
-        case KT_SERVICES:
+        case KT_LIST:
             break;
         }
     }
@@ -1043,26 +1101,32 @@ scope_defaults(struct conf_loader *ld, enum conf_scope scope, void *base)
 
 static void scope_free(enum conf_scope scope, void *base);
 
-static void peers_free(struct conf_peer *peers, size_t n)
+/* A KT_LIST field's array, through memcpy: the field is a pointer to a
+ * struct type, not a void pointer. */
+static char *list_get(const void *base, const struct conf_key *k)
 {
-    if (peers == NULL) {
-        return;
-    }
-    for (size_t i = 0; i < n; i++) {
-        scope_free(SCOPE_PEER, &peers[i]);
-    }
-    free(peers);
+    char *v;
+    memcpy(&v, cfield(base, k->off), sizeof(v));
+    return v;
 }
 
-static void services_free(struct conf_service *svcs, size_t n)
+static void list_set(void *base, const struct conf_key *k, void *v)
 {
-    if (svcs == NULL) {
-        return;
+    memcpy(field(base, k->off), &v, sizeof(v));
+}
+
+static void list_free(const struct conf_key *k, void *base)
+{
+    char *v = list_get(base, k);
+    size_t n = *(size_t *)field(base, k->off_n);
+    if (v != NULL) {
+        for (size_t i = 0; i < n; i++) {
+            scope_free(k->child, v + i * k->elem_size);
+        }
+        free(v);
     }
-    for (size_t i = 0; i < n; i++) {
-        scope_free(SCOPE_SERVICE, &svcs[i]);
-    }
-    free(svcs);
+    list_set(base, k, NULL);
+    *(size_t *)field(base, k->off_n) = 0;
 }
 
 /* Frees what the table says a scope owns; secrets are wiped. */
@@ -1093,20 +1157,9 @@ static void scope_free(enum conf_scope scope, void *base)
         case KT_GROUP:
             scope_free(k->child, base);
             break;
-        case KT_PEERS: {
-            struct conf *c = base;
-            peers_free(c->peers, c->npeers);
-            c->peers = NULL;
-            c->npeers = 0;
+        case KT_LIST:
+            list_free(k, base);
             break;
-        }
-        case KT_SERVICES: {
-            struct conf_peer *p = base;
-            services_free(p->services, p->nservices);
-            p->services = NULL;
-            p->nservices = 0;
-            break;
-        }
         case KT_BOOL:
         case KT_UINT:
         case KT_SIZE:
@@ -1389,11 +1442,14 @@ static bool is_group_list(const config_setting_t *s)
            (t == CONFIG_TYPE_ARRAY && config_setting_length(s) == 0);
 }
 
-static void parse_peers(struct conf_loader *ld,
-                        const config_setting_t *s,
-                        const char *name,
-                        struct conf *cfg)
+static void parse_list(struct conf_loader *ld,
+                       const struct conf_key *k,
+                       const config_setting_t *s,
+                       const char *name,
+                       void *base)
 {
+    size_t *count = field(base, k->off_n);
+    char *v;
     int n;
 
     if (!is_group_list(s)) {
@@ -1404,56 +1460,23 @@ static void parse_peers(struct conf_loader *ld,
     if (n == 0) {
         return;
     }
-    if ((cfg->peers = calloc((size_t)n, sizeof(*cfg->peers))) == NULL) {
+    if ((v = calloc((size_t)n, k->elem_size)) == NULL) {
         ld->nomem = true;
         return;
     }
+    list_set(base, k, v);
     for (int i = 0; i < n; i++) {
         const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
-        struct conf_peer *p;
+        void *el;
         if (config_setting_type(e) != CONFIG_TYPE_GROUP) {
             conf_err(ld, e, "'%s': element %d must be a group { ... }", name,
                      i + 1);
             continue;
         }
-        p = &cfg->peers[cfg->npeers++];
-        p->line = setting_line(e);
-        scope_defaults(ld, SCOPE_PEER, p);
-        parse_scope(ld, e, SCOPE_PEER, p);
-    }
-}
-
-static void parse_services(struct conf_loader *ld,
-                           const config_setting_t *s,
-                           const char *name,
-                           struct conf_peer *peer)
-{
-    int n;
-
-    if (!is_group_list(s)) {
-        conf_err(ld, s, "'%s' must be a list of groups ( { ... }, ... )", name);
-        return;
-    }
-    n = config_setting_length(s);
-    if (n == 0) {
-        return;
-    }
-    if ((peer->services = calloc((size_t)n, sizeof(*peer->services))) == NULL) {
-        ld->nomem = true;
-        return;
-    }
-    for (int i = 0; i < n; i++) {
-        const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
-        struct conf_service *svc;
-        if (config_setting_type(e) != CONFIG_TYPE_GROUP) {
-            conf_err(ld, e, "'%s': element %d must be a group { ... }", name,
-                     i + 1);
-            continue;
-        }
-        svc = &peer->services[peer->nservices++];
-        svc->line = setting_line(e);
-        scope_defaults(ld, SCOPE_SERVICE, svc);
-        parse_scope(ld, e, SCOPE_SERVICE, svc);
+        el = v + (*count)++ * k->elem_size;
+        *(int *)field(el, k->off_line) = setting_line(e);
+        scope_defaults(ld, k->child, el);
+        parse_scope(ld, e, k->child, el);
     }
 }
 
@@ -1494,11 +1517,8 @@ static void parse_value(struct conf_loader *ld,
         }
         parse_scope(ld, s, k->child, base);
         break;
-    case KT_PEERS:
-        parse_peers(ld, s, name, base);
-        break;
-    case KT_SERVICES:
-        parse_services(ld, s, name, base);
+    case KT_LIST:
+        parse_list(ld, k, s, name, base);
         break;
     }
 }
@@ -1668,6 +1688,45 @@ static void check_listen_disjoint(struct conf_loader *ld,
     }
 }
 
+/* tls.domains: each a local domain, once, and a default certificate
+ * for every other name. */
+static void
+check_tls_domains(struct conf_loader *ld, const struct conf *cfg, bool has_cert)
+{
+    for (size_t j = 0; j < cfg->ntls_domains; j++) {
+        const struct conf_tls_domain *t = &cfg->tls_domains[j];
+        if (t->domain == NULL) {
+            continue; /* already reported */
+        }
+        bool local = cfg->service_jid != NULL &&
+                     strcmp(t->domain, cfg->service_jid) == 0;
+        for (size_t i = 0; i < cfg->ndomains && !local; i++) {
+            local = strcmp(t->domain, cfg->domains[i]) == 0;
+        }
+        if (!local) {
+            conf_err_line(ld, t->line,
+                          "'tls.domains': '%s' is neither a served domain "
+                          "nor service_jid",
+                          t->domain);
+        }
+        for (size_t i = 0; i < j; i++) {
+            const struct conf_tls_domain *u = &cfg->tls_domains[i];
+            if (u->domain != NULL && strcmp(u->domain, t->domain) == 0) {
+                conf_err_line(ld, t->line,
+                              "'tls.domains': duplicate domain '%s' (first at "
+                              "line %d)",
+                              t->domain, u->line);
+                break;
+            }
+        }
+    }
+    if (cfg->ntls_domains > 0 && !has_cert) {
+        conf_err(ld, config_lookup(&ld->lc, "tls.domains"),
+                 "'tls.domains' needs 'tls.certificate' and 'tls.key', the "
+                 "default for every other name");
+    }
+}
+
 static void check_cross(struct conf_loader *ld, const struct conf *cfg)
 {
     check_domains_unique(ld, cfg);
@@ -1698,6 +1757,7 @@ static void check_cross(struct conf_loader *ld, const struct conf *cfg)
         conf_err(ld, lookup_first(ld, "tls.certificate", "tls.key"),
                  "'tls.certificate' and 'tls.key' must be set together");
     }
+    check_tls_domains(ld, cfg, has_cert);
     for (size_t i = 0; i < cfg->npeers; i++) {
         const struct conf_peer *p = &cfg->peers[i];
         const char *d = p->domain != NULL ? p->domain : "?";
@@ -1742,7 +1802,7 @@ static void wipe_secrets(config_setting_t *g, enum conf_scope scope)
         } else if (k->type == KT_GROUP &&
                    config_setting_type(s) == CONFIG_TYPE_GROUP) {
             wipe_secrets(s, k->child);
-        } else if ((k->type == KT_PEERS || k->type == KT_SERVICES) &&
+        } else if (k->type == KT_LIST &&
                    config_setting_type(s) == CONFIG_TYPE_LIST) {
             for (int j = 0; j < config_setting_length(s); j++) {
                 config_setting_t *e = config_setting_get_elem(s, (unsigned)j);
@@ -1931,33 +1991,18 @@ print_key(FILE *out, const struct conf_key *k, const void *base, int ind)
         print_scope(out, k->child, base, ind + 4);
         fprintf(out, "%*s};\n", ind, "");
         break;
-    case KT_PEERS: {
-        const struct conf *c = base;
-        if (c->npeers == 0) {
+    case KT_LIST: {
+        const char *v = list_get(base, k);
+        size_t n = *(const size_t *)cfield(base, k->off_n);
+        if (n == 0) {
             fprintf(out, "%*s%s = ( );\n", ind, "", k->name);
             break;
         }
         fprintf(out, "%*s%s = (\n", ind, "", k->name);
-        for (size_t i = 0; i < c->npeers; i++) {
+        for (size_t i = 0; i < n; i++) {
             fprintf(out, "%*s{\n", ind + 4, "");
-            print_scope(out, k->child, &c->peers[i], ind + 8);
-            fprintf(out, "%*s}%s\n", ind + 4, "", i + 1 < c->npeers ? "," : "");
-        }
-        fprintf(out, "%*s);\n", ind, "");
-        break;
-    }
-    case KT_SERVICES: {
-        const struct conf_peer *p = base;
-        if (p->nservices == 0) {
-            fprintf(out, "%*s%s = ( );\n", ind, "", k->name);
-            break;
-        }
-        fprintf(out, "%*s%s = (\n", ind, "", k->name);
-        for (size_t i = 0; i < p->nservices; i++) {
-            fprintf(out, "%*s{\n", ind + 4, "");
-            print_scope(out, k->child, &p->services[i], ind + 8);
-            fprintf(out, "%*s}%s\n", ind + 4, "",
-                    i + 1 < p->nservices ? "," : "");
+            print_scope(out, k->child, v + i * k->elem_size, ind + 8);
+            fprintf(out, "%*s}%s\n", ind + 4, "", i + 1 < n ? "," : "");
         }
         fprintf(out, "%*s);\n", ind, "");
         break;
@@ -2225,8 +2270,7 @@ static void doc_key(FILE *out, const struct conf_key *k)
         fputs("One of \"error\", \"warn\", \"info\", \"debug\"", out);
         break;
     case KT_GROUP:
-    case KT_PEERS:
-    case KT_SERVICES:
+    case KT_LIST:
         break;
     }
     fputs("; ", out);
@@ -2271,7 +2315,7 @@ void conf_print_doc(FILE *out)
         for (size_t i = 0; i < NELEM(conf_keys); i++) {
             const struct conf_key *k = &conf_keys[i];
             if (k->scope == (enum conf_scope)scope && k->type != KT_GROUP &&
-                k->type != KT_PEERS && k->type != KT_SERVICES) {
+                k->type != KT_LIST) {
                 doc_key(out, k);
             }
         }

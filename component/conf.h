@@ -52,6 +52,14 @@ struct conf_peer {
     int line;            /* where the peer was defined */
 };
 
+/* A local domain that presents a certificate of its own (tls.domains). */
+struct conf_tls_domain {
+    char *domain;      /* normalised; a served domain or service_jid */
+    char *certificate; /* PEM chain */
+    char *key;         /* PEM key */
+    int line;          /* where the entry was defined */
+};
+
 struct conf {
     char *path; /* the file read */
 
@@ -86,7 +94,10 @@ struct conf {
     unsigned s2s_connect_timeout;   /* seconds, default 10 */
     unsigned s2s_negotiate_timeout; /* seconds for TLS + auth, default 20 */
     unsigned s2s_idle_timeout;      /* seconds without traffic, default 600 */
-    unsigned s2s_keepalive;         /* seconds between keepalives, 60 */
+    unsigned s2s_keepalive;         /* seconds between keepalives, and
+                                     * of peer silence before an XEP-0199
+                                     * ping and of waiting for its answer;
+                                     * default 60 */
 
     /* TLS */
     char *tls_cert;    /* PEM chain, or NULL */
@@ -94,6 +105,8 @@ struct conf {
     char *tls_ca;      /* trust store file, or NULL = system */
     char *tls_ca_path; /* trust store directory, or NULL */
     char *tls_ciphers; /* TLS 1.2 cipher list, or NULL = default */
+    struct conf_tls_domain *tls_domains; /* per-domain certificates */
+    size_t ntls_domains;                 /* none unless tls_cert is set */
 
     /* DNS */
     char **dns_forwarders; /* "ip" or "ip@port"; none = /etc/resolv.conf */

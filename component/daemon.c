@@ -332,14 +332,28 @@ static void daemon_on_signal(struct loop *loop, int signo, void *ud)
 static int daemon_make_s2s(struct daemon *d, const struct conf *cfg)
 {
     char err[256] = "";
+    struct tls_identity *ids =
+        calloc(cfg->ntls_domains + 1, sizeof(*ids)); /* + 1: never 0 */
+    if (ids == NULL) {
+        log_error("TLS: out of memory");
+        return ERR_NOMEM;
+    }
+    for (size_t i = 0; i < cfg->ntls_domains; i++) {
+        ids[i].domain = cfg->tls_domains[i].domain;
+        ids[i].cert_file = cfg->tls_domains[i].certificate;
+        ids[i].key_file = cfg->tls_domains[i].key;
+    }
     struct tls_settings ts = {
         .cert_file = cfg->tls_cert,
         .key_file = cfg->tls_key,
         .ca_file = cfg->tls_ca,
         .ca_path = cfg->tls_ca_path,
         .ciphers = cfg->tls_ciphers,
+        .identities = ids,
+        .nidentities = cfg->ntls_domains,
     };
     d->tls = tls_ctx_new(&ts, err, sizeof(err));
+    free(ids); /* tls_ctx_new copied what it needs */
     if (d->tls == NULL) {
         log_error("TLS: %s", err);
         return ERR_CONFIG;

@@ -9,13 +9,34 @@
  *                 _xmpps-server targets
  *   negotiate:    the s2s stream machine; STARTTLS runs TLS here; the
  *                 negotiate timer covers everything up to authentication
- *   ready:        queued stanzas flushed; idle timer and keepalives
+ *   ready:        queued stanzas flushed; idle timer and keepalives;
+ *                 when nothing has come from the peer for a keepalive
+ *                 interval, an XEP-0199 ping (see below)
  *   failure:      next address, next target; when none is left the queue
  *                 is bounced with the reason (DNS, connect, TLS, auth)
  * Inbound, per accepted connection:
  *   (direct TLS first on the XEP-0368 listener), then the machine; a
  *   db:result is verified by asking the authoritative server over the
  *   outbound route for the same pair (db:verify); stanzas go to the owner.
+ * Certificates: an outbound connection presents the certificate of its
+ * route's local domain (TLS client certificate, for SASL EXTERNAL), and
+ * tries SASL EXTERNAL only when that certificate names the local domain;
+ * an inbound STARTTLS connection starts on the certificate of the
+ * header's 'to' and the peer's SNI, when it names a domain with a
+ * certificate of its own, switches it (tls.c).
+ * Liveness, per route (XEP-0199):
+ *   heard:   anything read from the remote domain on any inbound
+ *            connection (replies to our stanzas come on the peer's own
+ *            stream to us), whitespace included, stamps route->heard_ms;
+ *            so does authenticating the outbound stream
+ *   silent:  the outbound stream is ready and nothing was heard for a
+ *            keepalive interval: send <iq type='get' id='fgping-N'> with
+ *            <ping xmlns='urn:xmpp:ping'/> from local to remote
+ *   answer:  an iq result or error from remote to the bare local domain
+ *            with that id, on an inbound stream, is taken here and never
+ *            reaches the owner
+ *   silence: no answer within another interval: close the outbound
+ *            stream; the route reconnects with its next stanza
  * A connection is never freed inside its own callback: conn_destroy marks
  * it dead and frees it after the loop iteration.
  */
@@ -50,6 +71,9 @@
 #define S2S_CLOSE_GRACE_MS    1000
 #define S2S_SHUTDOWN_GRACE_MS 3000
 #define S2S_MAX_LISTENERS     16
+#define S2S_PING_PREFIX       "fgping-"
+#define S2S_PING_NS           "urn:xmpp:ping"
+#define S2S_DOMAIN_MAX        1024
 
 enum route_state {
     ROUTE_IDLE,
@@ -90,6 +114,12 @@ struct s2s_route {
     unsigned long stanzas_out;
     unsigned long bytes_out;
     char last_error[256];
+    uint64_t heard_ms;     /* last time anything came from remote */
+    bool ping_pending;     /* an XEP-0199 ping waits for its answer */
+    char ping_id[32];      /* its id */
+    uint64_t ping_sent_ms; /* when it went out */
+    unsigned long pings_sent;
+    unsigned long pings_answered;
     struct s2s_route *next;
 };
 
@@ -113,6 +143,7 @@ struct s2s_conn {
     struct loop_timer *idle;  /* idle close and keepalive */
     uint64_t last_in_ms;
     uint64_t last_out_ms;
+    uint64_t last_stanza_ms; /* a stanza in or out; keepalives don't count */
     unsigned long stanzas_in;
     struct s2s_conn *next;
 };
@@ -137,6 +168,7 @@ struct s2s {
     struct s2s_conn *conns;
     struct s2s_listener listeners[S2S_MAX_LISTENERS];
     size_t nlisteners;
+    unsigned long ping_seq; /* numbers the XEP-0199 ping ids */
     bool shutting_down;
     void (*shutdown_done)(void *ud);
     void *shutdown_ud;
@@ -221,6 +253,46 @@ route_get(struct s2s *s2s, const char *local, const char *remote)
     s2s->routes = r;
     s2s->nroutes++;
     return r;
+}
+
+/*
+ * Copies the domain of jid into out, normalised (the fast path keeps a
+ * plain lower-case ASCII name as it is). 0, or ERR_INVAL.
+ */
+static int s2s_domain_canon(const char *jid, char *out, size_t outsz)
+{
+    if (jid == NULL || jid_domain_of(jid, out, outsz) != 0) {
+        return ERR_INVAL;
+    }
+    size_t n = strlen(out);
+    bool plain = n > 0 && out[n - 1] != '.';
+    for (size_t i = 0; plain && i < n; i++) {
+        char ch = out[i];
+        plain = (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
+                ch == '.' || ch == '-';
+    }
+    if (plain) {
+        return 0;
+    }
+    char *norm = NULL;
+    if (jid_domain_normalize(out, &norm) != 0) {
+        return ERR_INVAL;
+    }
+    int rc = snprintf(out, outsz, "%s", norm) < (int)outsz ? 0 : ERR_INVAL;
+    free(norm);
+    return rc;
+}
+
+/* Something arrived from remote (normalised): every route to it has
+ * heard from its peer. */
+static void s2s_heard_from(struct s2s *s2s, const char *remote)
+{
+    uint64_t now = loop_now_ms(s2s->loop);
+    for (struct s2s_route *r = s2s->routes; r != NULL; r = r->next) {
+        if (strcmp(r->remote, remote) == 0) {
+            r->heard_ms = now;
+        }
+    }
 }
 
 /* ---- route: queue and failure ----------------------------------------------
@@ -430,6 +502,62 @@ static void conn_on_timer(struct loop *loop, void *ud)
     conn_close(c, "connection-timeout", text);
 }
 
+/*
+ * XEP-0199 on an outbound connection that carries its route: gives up
+ * on a ping that got no answer within ka_ms, or sends one when nothing
+ * was heard from the peer for ka_ms. false when c is closing or dead.
+ */
+static bool conn_ping_step(struct s2s_conn *c, uint64_t now, uint64_t ka_ms)
+{
+    struct s2s_route *r = c->route;
+    unsigned ka = c->s2s->cfg->s2s_keepalive;
+
+    if (r->ping_pending) {
+        if (now - r->ping_sent_ms < ka_ms) {
+            return true;
+        }
+        char text[96];
+        snprintf(text, sizeof(text), "no reply to XEP-0199 ping within %u s",
+                 ka);
+        log_conn(LOG_LEVEL_WARN, c->who, "%s (id %s); closing", text,
+                 r->ping_id);
+        snprintf(r->last_error, sizeof(r->last_error), "%s", text);
+        r->ping_pending = false;
+        conn_close(c, "connection-timeout", text);
+        return false;
+    }
+    uint64_t heard = r->heard_ms;
+    if (now - heard < ka_ms) {
+        return true;
+    }
+    struct xml_node *iq = xml_element_new(XML_NS_SERVER, "iq");
+    int rc = ERR_NOMEM;
+    snprintf(r->ping_id, sizeof(r->ping_id), S2S_PING_PREFIX "%lu",
+             ++c->s2s->ping_seq);
+    if (iq != NULL && xml_set_attr(iq, "from", r->local) == 0 &&
+        xml_set_attr(iq, "to", r->remote) == 0 &&
+        xml_set_attr(iq, "type", "get") == 0 &&
+        xml_set_attr(iq, "id", r->ping_id) == 0 &&
+        xml_add_child(iq, S2S_PING_NS, "ping") != NULL) {
+        rc = s2s_stream_send(c->stream, iq);
+    }
+    xml_unref(iq);
+    if (rc == ERR_NOMEM || rc == ERR_CLOSED) {
+        return true; /* try again on the next tick, or the stream is gone */
+    }
+    /* A ping that does not fit (the peer reads nothing and our output is
+     * full) counts as sent: the peer is as dead as one that does not
+     * answer, and the timeout closes the stream. */
+    r->ping_pending = true;
+    r->ping_sent_ms = now;
+    r->pings_sent++;
+    log_conn(LOG_LEVEL_DEBUG, c->who,
+             "nothing from %s for %llu s: XEP-0199 ping %s%s", r->remote,
+             (unsigned long long)((now - heard) / 1000u), r->ping_id,
+             rc == 0 ? "" : " (output full: not sent)");
+    return rc != 0 || conn_flush(c);
+}
+
 static void conn_on_idle(struct loop *loop, void *ud)
 {
     struct s2s_conn *c = ud;
@@ -438,12 +566,18 @@ static void conn_on_idle(struct loop *loop, void *ud)
     uint64_t now = loop_now_ms(loop);
     uint64_t idle_ms = (uint64_t)cfg->s2s_idle_timeout * 1000u;
     uint64_t ka_ms = (uint64_t)cfg->s2s_keepalive * 1000u;
-    uint64_t last =
-        c->last_in_ms > c->last_out_ms ? c->last_in_ms : c->last_out_ms;
-    if (now - last >= idle_ms) {
+    /* idle means no stanzas: our own keepalives and pings must not keep
+     * an unused stream open forever */
+    if (now - c->last_stanza_ms >= idle_ms) {
         log_conn(LOG_LEVEL_INFO, c->who, "idle for %u s; closing",
                  cfg->s2s_idle_timeout);
         conn_close(c, NULL, NULL);
+        return;
+    }
+    struct s2s_route *r = c->route;
+    if (c->outbound && r != NULL && r->out == c && r->state == ROUTE_READY &&
+        s2s_stream_state(c->stream) == S2S_READY &&
+        !conn_ping_step(c, now, ka_ms)) {
         return;
     }
     if (now - c->last_out_ms >= ka_ms) {
@@ -667,6 +801,7 @@ static void cb_authenticated(void *ud,
              c->tls != NULL ? "" : " (no TLS: policy allowed it)");
     if (c->idle == NULL) {
         c->last_in_ms = c->last_out_ms = loop_now_ms(c->s2s->loop);
+        c->last_stanza_ms = c->last_in_ms;
         c->idle = loop_timer_add(c->s2s->loop, 1000, conn_on_idle, c);
     }
     struct s2s_route *r = c->route;
@@ -675,6 +810,9 @@ static void cb_authenticated(void *ud,
         r->state = ROUTE_READY;
         r->auth = method;
         r->last_error[0] = '\0';
+        /* the peer just answered: it is alive, and no ping is due yet */
+        r->heard_ms = loop_now_ms(c->s2s->loop);
+        r->ping_pending = false;
         route_clear_lookup(r);
         route_flush_queue(r);
     }
@@ -790,11 +928,57 @@ static void cb_verify_result(void *ud,
     }
 }
 
+/*
+ * Takes the answer to a pending XEP-0199 ping: an iq result or error
+ * from remote to the bare local domain of a route, with that route's
+ * ping id. Consumes st and returns true when it is one; otherwise st is
+ * untouched.
+ */
+static bool s2s_take_ping_answer(struct s2s *s2s, struct xml_node *st)
+{
+    char local[S2S_DOMAIN_MAX];
+    char remote[S2S_DOMAIN_MAX];
+    const char *type = xml_attr(st, "type");
+    const char *id = xml_attr(st, "id");
+    const char *to = xml_attr(st, "to");
+
+    if (strcmp(st->name, "iq") != 0 || type == NULL || id == NULL ||
+        to == NULL ||
+        (strcmp(type, "result") != 0 && strcmp(type, "error") != 0) ||
+        strncmp(id, S2S_PING_PREFIX, sizeof(S2S_PING_PREFIX) - 1) != 0 ||
+        strpbrk(to, "@/") != NULL ||
+        s2s_domain_canon(to, local, sizeof(local)) != 0 ||
+        s2s_domain_canon(xml_attr(st, "from"), remote, sizeof(remote)) != 0) {
+        return false;
+    }
+    struct s2s_route *r = route_find(s2s, local, remote);
+    if (r == NULL || !r->ping_pending || strcmp(r->ping_id, id) != 0) {
+        return false;
+    }
+    r->ping_pending = false;
+    r->pings_answered++;
+    log_conn(LOG_LEVEL_DEBUG, r->remote,
+             "route %s -> %s: XEP-0199 ping %s answered (%s) after %llu ms",
+             r->local, r->remote, id, type,
+             (unsigned long long)(loop_now_ms(s2s->loop) - r->ping_sent_ms));
+    xml_unref(st);
+    return true;
+}
+
 static void cb_stanza(void *ud, struct xml_node *st)
 {
     struct s2s_conn *c = ud;
+    char from[S2S_DOMAIN_MAX];
     c->stanzas_in++;
-    c->last_in_ms = loop_now_ms(c->s2s->loop);
+    c->last_in_ms = c->last_stanza_ms = loop_now_ms(c->s2s->loop);
+    if (!c->outbound) {
+        if (s2s_domain_canon(xml_attr(st, "from"), from, sizeof(from)) == 0) {
+            s2s_heard_from(c->s2s, from);
+        }
+        if (s2s_take_ping_answer(c->s2s, st)) {
+            return;
+        }
+    }
     c->s2s->cb.stanza(c->s2s->ud, st); /* transferred */
 }
 
@@ -844,7 +1028,11 @@ static int conn_make_stream(struct s2s_conn *c)
         .tls_active = c->direct_tls,
         .tls_offer = cfg->tls_cert != NULL,
         .tls_required = p != NULL ? p->tls_required : true,
-        .cert_usable = cfg->tls_cert != NULL,
+        /* SASL EXTERNAL only with a certificate that names local */
+        .cert_usable =
+            c->outbound && c->route != NULL
+                ? tls_ctx_cert_valid_for(c->s2s->tls, c->route->local)
+                : cfg->tls_cert != NULL,
         .dialback_secret = c->s2s->dialback_secret,
         .limits =
             {
@@ -920,8 +1108,11 @@ static void conn_start_tls(struct s2s_conn *c)
         }
         buf_consume(out, (size_t)n);
     }
-    c->tls = tls_conn_new(c->s2s->tls, c->fd, c->outbound,
-                          c->outbound ? c->route->remote : NULL, false);
+    /* Outbound: the local domain's certificate. Inbound: the header's
+     * 'to' picks the certificate unless the peer's SNI names another. */
+    c->tls = tls_conn_new_for(
+        c->s2s->tls, c->fd, c->outbound, c->outbound ? c->route->remote : NULL,
+        false, c->outbound ? c->route->local : s2s_stream_header_to(c->stream));
     if (c->tls == NULL) {
         conn_destroy(c, "cannot start TLS: out of memory");
         return;
@@ -953,6 +1144,15 @@ static void conn_read_all(struct s2s_conn *c)
             conn_destroy(c, c->tls != NULL ? tls_last_error(c->tls)
                                            : strerror(errno));
             return;
+        }
+        if (c->authenticated && !c->outbound) {
+            /* the peer's whitespace keepalives count: it is alive. (Bytes
+             * on our outbound stream do not: a peer that answers nothing
+             * may still send whitespace there.) */
+            const char *from = s2s_stream_header_from(c->stream);
+            if (from != NULL) {
+                s2s_heard_from(c->s2s, from);
+            }
         }
         (void)s2s_stream_feed(c->stream, data, (size_t)n);
         if (c->dead) {
@@ -1001,8 +1201,8 @@ static void conn_on_io(struct loop *loop, int fd, unsigned events, void *ud)
             conn_on_timer, c);
         log_conn(LOG_LEVEL_INFO, c->who, "connected");
         if (c->direct_tls) {
-            c->tls =
-                tls_conn_new(c->s2s->tls, fd, true, c->route->remote, true);
+            c->tls = tls_conn_new_for(c->s2s->tls, fd, true, c->route->remote,
+                                      true, c->route->local);
             if (c->tls == NULL) {
                 conn_destroy(c, "cannot start TLS: out of memory");
                 return;
@@ -1263,6 +1463,7 @@ static void route_flush_queue(struct s2s_route *r)
             continue;
         }
         r->stanzas_out++;
+        o->last_stanza_ms = loop_now_ms(r->s2s->loop);
         r->bytes_out += buf_size(s2s_stream_output(o->stream)) - before;
         xml_unref(own);
         sent = true;
@@ -1307,6 +1508,7 @@ int s2s_send(struct s2s *s2s, struct xml_node *st)
         int rc = s2s_stream_send(r->out->stream, st);
         if (rc == 0) {
             r->stanzas_out++;
+            r->out->last_stanza_ms = loop_now_ms(s2s->loop);
             r->bytes_out +=
                 buf_size(s2s_stream_output(r->out->stream)) - before;
             xml_unref(st);
@@ -1709,6 +1911,8 @@ void s2s_route_info(const struct s2s *s2s, size_t i, struct s2s_route_info *out)
     out->bytes_out = r->bytes_out;
     out->queued = r->queue.count;
     out->last_error = r->last_error[0] != '\0' ? r->last_error : NULL;
+    out->pings_sent = r->pings_sent;
+    out->pings_answered = r->pings_answered;
     const struct s2s_conn *c = r->out;
     if (c != NULL && c->tls != NULL && !c->tls_handshaking) {
         out->tls_version = tls_version(c->tls);

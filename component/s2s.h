@@ -7,6 +7,11 @@
  * remote domain) pair with a bounded queue of stanzas waiting for it. Only
  * configured, trusted peers get a route; everything is decided by
  * policy_check and logged with the connection it concerns.
+ *
+ * A route whose peer has sent nothing for s2s.keepalive_interval gets an
+ * XEP-0199 ping on its outbound stream; the answer is taken by the
+ * engine (it never reaches the stanza callback), and a stream whose ping
+ * stays unanswered for another interval is closed.
  */
 #ifndef FEDGATE_S2S_H
 #define FEDGATE_S2S_H
@@ -86,7 +91,9 @@ struct s2s_route_info {
     unsigned long stanzas_out;
     unsigned long bytes_out;
     size_t queued;
-    const char *last_error; /* or NULL */
+    const char *last_error;       /* or NULL */
+    unsigned long pings_sent;     /* XEP-0199 pings on the outbound stream */
+    unsigned long pings_answered; /* and answers taken (result or error) */
 };
 
 size_t s2s_route_count(const struct s2s *s2s);

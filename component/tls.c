@@ -1,9 +1,18 @@
 /*
  * tls.c: TLS for s2s streams, OpenSSL on raw non-blocking fds.
  *
- * One SSL_CTX carries both roles: fedgate's certificate (offered as a
- * server, and as a client when the peer asks), the trust store and the
- * protocol floor (TLS 1.2). The handshake only *records* the peer
+ * One SSL_CTX per certificate carries both roles: the default one, and
+ * one per local domain that has a certificate of its own (offered as a
+ * server, and as a client when the peer asks), all with the same trust
+ * store (shared, one X509_STORE) and the same settings (protocol floor
+ * TLS 1.2, callbacks, options). A client connection is created from the
+ * context of the local domain it speaks for. A server connection starts
+ * on the context of the caller's local-domain hint (or the default); when
+ * the client sends SNI, the SNI callback moves it to the context of that
+ * name (or the default for a name without a certificate of its own) with
+ * SSL_set_SSL_CTX, which OpenSSL allows only there; the session cache
+ * stays the one of the starting context. The handshake only
+ * *records* the peer
  * certificate: the verify callback accepts everything, and
  * tls_verify_peer() judges it afterwards (chain against the global store
  * or a peer-specific anchor, purpose serverAuth in both roles, then the
@@ -77,8 +86,16 @@ struct tls_anchor {
     X509_STORE *store;
 };
 
-struct tls_ctx {
+/* The context of one local domain with a certificate of its own. */
+struct tls_domain {
+    char *domain; /* normalised */
     SSL_CTX *ssl;
+};
+
+struct tls_ctx {
+    SSL_CTX *ssl; /* the default certificate; owns the trust store */
+    struct tls_domain *domains;
+    size_t ndomains;
     struct tls_anchor *anchors;
 };
 
@@ -207,23 +224,39 @@ static int tls_no_passphrase(char *buf, int size, int rwflag, void *u)
     return -1;
 }
 
+/* The context of a local domain's own certificate, or NULL. */
+static SSL_CTX *tls_domain_ssl(const struct tls_ctx *ctx, const char *domain)
+{
+    if (domain == NULL) {
+        return NULL;
+    }
+    for (size_t i = 0; i < ctx->ndomains; i++) {
+        if (strcmp(ctx->domains[i].domain, domain) == 0) {
+            return ctx->domains[i].ssl;
+        }
+    }
+    return NULL;
+}
+
 /*
  * Server: records the name the client asked for (normalised, so that it
- * compares with configured local domains). An unusable name is ignored:
- * the default certificate is served and the stream's 'to' decides.
- * One certificate for now. Per-domain certificates: keep an SSL_CTX per
- * domain in struct tls_ctx (reached through arg) and switch to it here
- * with SSL_set_SSL_CTX(ssl, ...), which OpenSSL allows only in this
- * callback.
+ * compares with configured local domains) and switches the connection to
+ * the context of that name's certificate: its own, else the default (an
+ * unusable or unknown name gets the default too; the stream's 'to' then
+ * decides what the peer gets). A client that sends no SNI never gets
+ * here and keeps the certificate it started with (the local-domain
+ * hint's, else the default).
  */
 static int tls_servername_cb(SSL *ssl, int *alert, void *arg)
 {
+    struct tls_ctx *ctx = arg;
     struct tls_conn *c = SSL_get_app_data(ssl);
     const char *name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
     char *norm = NULL;
 
-    (void)arg;
-    if (c == NULL || name == NULL) {
+    /* OpenSSL runs this on clients too (the ServerHello acknowledgement):
+     * a client keeps the certificate of the local domain it speaks for. */
+    if (c == NULL || c->client || name == NULL) {
         return SSL_TLSEXT_ERR_OK;
     }
     int rc = jid_domain_normalize(name, &norm);
@@ -234,7 +267,15 @@ static int tls_servername_cb(SSL *ssl, int *alert, void *arg)
     if (rc == 0 && strlen(norm) < sizeof(c->sni)) {
         memcpy(c->sni, norm, strlen(norm) + 1);
     }
+    SSL_CTX *want = rc == 0 ? tls_domain_ssl(ctx, norm) : NULL;
     free(norm);
+    if (want == NULL) {
+        want = ctx->ssl;
+    }
+    if (want != SSL_get_SSL_CTX(ssl) && SSL_set_SSL_CTX(ssl, want) == NULL) {
+        *alert = SSL_AD_INTERNAL_ERROR;
+        return SSL_TLSEXT_ERR_ALERT_FATAL;
+    }
     return SSL_TLSEXT_ERR_OK;
 }
 
@@ -322,6 +363,125 @@ static bool tls_ctx_load_identity(SSL_CTX *ssl,
     return true;
 }
 
+/*
+ * A new SSL_CTX with fedgate's settings and callbacks (arg: ctx) and the
+ * identity in cert_file/key_file (NULL: none). store NULL loads the
+ * trust store from s; otherwise store is shared (a reference is taken).
+ * NULL with the reason in err.
+ */
+static SSL_CTX *tls_ssl_new(struct tls_ctx *ctx,
+                            const struct tls_settings *s,
+                            const char *cert_file,
+                            const char *key_file,
+                            X509_STORE *store,
+                            char *err,
+                            size_t errlen)
+{
+    SSL_CTX *ssl = SSL_CTX_new(TLS_method());
+    SSL_CTX *ret = NULL;
+
+    if (ssl == NULL) {
+        tls_ctx_error(err, errlen, "cannot create TLS context");
+        goto out;
+    }
+    if (SSL_CTX_set_min_proto_version(ssl, TLS1_2_VERSION) != 1) {
+        tls_ctx_error(err, errlen, "cannot require TLS 1.2");
+        goto out;
+    }
+    SSL_CTX_set_options(ssl, SSL_OP_NO_COMPRESSION |
+                                 SSL_OP_IGNORE_UNEXPECTED_EOF |
+                                 SSL_OP_NO_TICKET | SSL_OP_NO_RENEGOTIATION);
+    SSL_CTX_set_mode(ssl, SSL_MODE_ENABLE_PARTIAL_WRITE |
+                              SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+                              SSL_MODE_RELEASE_BUFFERS |
+                              SSL_MODE_NO_AUTO_CHAIN);
+    /* Without a session id context, resuming a session that carried a
+     * client certificate fails the handshake. The same on every context:
+     * SSL_set_SSL_CTX copies it over. */
+    if (SSL_CTX_set_session_id_context(
+            ssl, (const unsigned char *)TLS_SESSION_ID_CTX,
+            sizeof(TLS_SESSION_ID_CTX) - 1) != 1) {
+        tls_ctx_error(err, errlen, "cannot set the session id context");
+        goto out;
+    }
+    SSL_CTX_sess_set_cache_size(ssl, TLS_SESSION_CACHE_MAX);
+    SSL_CTX_set_default_passwd_cb(ssl, tls_no_passphrase);
+
+    if (cert_file != NULL) {
+        const char *key = key_file != NULL ? key_file : cert_file;
+        if (!tls_ctx_load_identity(ssl, cert_file, key, err, errlen)) {
+            goto out;
+        }
+    } else if (key_file != NULL) {
+        tls_ctx_error(err, errlen, "private key %s given without a certificate",
+                      key_file);
+        goto out;
+    }
+
+    if (store != NULL) {
+        SSL_CTX_set1_cert_store(ssl, store);
+    } else if (s->ca_file != NULL || s->ca_path != NULL) {
+        if (SSL_CTX_load_verify_locations(ssl, s->ca_file, s->ca_path) != 1) {
+            tls_ctx_error(err, errlen, "cannot load trust store %s%s%s",
+                          s->ca_file != NULL ? s->ca_file : "",
+                          s->ca_file != NULL && s->ca_path != NULL ? ", " : "",
+                          s->ca_path != NULL ? s->ca_path : "");
+            goto out;
+        }
+    } else if (SSL_CTX_set_default_verify_paths(ssl) != 1) {
+        tls_ctx_error(err, errlen, "cannot load the system trust store");
+        goto out;
+    }
+
+    if (s->ciphers != NULL && SSL_CTX_set_cipher_list(ssl, s->ciphers) != 1) {
+        tls_ctx_error(err, errlen, "no usable TLS 1.2 cipher in \"%s\"",
+                      s->ciphers);
+        goto out;
+    }
+
+    SSL_CTX_set_verify(ssl, SSL_VERIFY_PEER, tls_verify_accept);
+    SSL_CTX_set_tlsext_servername_callback(ssl, tls_servername_cb);
+    SSL_CTX_set_tlsext_servername_arg(ssl, ctx);
+    SSL_CTX_set_alpn_select_cb(ssl, tls_alpn_cb, ctx);
+
+    ret = ssl;
+    ssl = NULL; /* transferred */
+out:
+    SSL_CTX_free(ssl);
+    return ret;
+}
+
+/* Adds the context of one local domain's certificate. true on success. */
+static bool tls_ctx_add_identity(struct tls_ctx *ctx,
+                                 const struct tls_settings *s,
+                                 const struct tls_identity *id,
+                                 char *err,
+                                 size_t errlen)
+{
+    struct tls_domain *d = &ctx->domains[ctx->ndomains];
+
+    if (id->domain == NULL || id->domain[0] == '\0' || id->cert_file == NULL) {
+        tls_ctx_error(err, errlen,
+                      "a domain certificate needs a domain and a file");
+        return false;
+    }
+    if (tls_domain_ssl(ctx, id->domain) != NULL) {
+        tls_ctx_error(err, errlen, "two certificates for the domain %s",
+                      id->domain);
+        return false;
+    }
+    d->domain = strdup(id->domain);
+    if (d->domain == NULL) {
+        tls_ctx_error(err, errlen, "out of memory");
+        return false;
+    }
+    d->ssl = tls_ssl_new(ctx, s, id->cert_file, id->key_file,
+                         SSL_CTX_get_cert_store(ctx->ssl), err, errlen);
+    /* counted even on failure, so that tls_ctx_free frees the name */
+    ctx->ndomains++;
+    return d->ssl != NULL;
+}
+
 struct tls_ctx *
 tls_ctx_new(const struct tls_settings *s, char *err, size_t errlen)
 {
@@ -336,74 +496,33 @@ tls_ctx_new(const struct tls_settings *s, char *err, size_t errlen)
         tls_ctx_error(err, errlen, "no TLS settings");
         goto out;
     }
+    if (s->nidentities > 0 && s->cert_file == NULL) {
+        tls_ctx_error(err, errlen,
+                      "domain certificates need a default certificate");
+        goto out;
+    }
     ctx = calloc(1, sizeof(*ctx));
     if (ctx == NULL) {
         tls_ctx_error(err, errlen, "out of memory");
         goto out;
     }
-    ctx->ssl = SSL_CTX_new(TLS_method());
+    ctx->ssl =
+        tls_ssl_new(ctx, s, s->cert_file, s->key_file, NULL, err, errlen);
     if (ctx->ssl == NULL) {
-        tls_ctx_error(err, errlen, "cannot create TLS context");
         goto out;
     }
-    if (SSL_CTX_set_min_proto_version(ctx->ssl, TLS1_2_VERSION) != 1) {
-        tls_ctx_error(err, errlen, "cannot require TLS 1.2");
-        goto out;
-    }
-    SSL_CTX_set_options(ctx->ssl,
-                        SSL_OP_NO_COMPRESSION | SSL_OP_IGNORE_UNEXPECTED_EOF |
-                            SSL_OP_NO_TICKET | SSL_OP_NO_RENEGOTIATION);
-    SSL_CTX_set_mode(ctx->ssl, SSL_MODE_ENABLE_PARTIAL_WRITE |
-                                   SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
-                                   SSL_MODE_RELEASE_BUFFERS |
-                                   SSL_MODE_NO_AUTO_CHAIN);
-    /* Without a session id context, resuming a session that carried a
-     * client certificate fails the handshake. */
-    if (SSL_CTX_set_session_id_context(
-            ctx->ssl, (const unsigned char *)TLS_SESSION_ID_CTX,
-            sizeof(TLS_SESSION_ID_CTX) - 1) != 1) {
-        tls_ctx_error(err, errlen, "cannot set the session id context");
-        goto out;
-    }
-    SSL_CTX_sess_set_cache_size(ctx->ssl, TLS_SESSION_CACHE_MAX);
-    SSL_CTX_set_default_passwd_cb(ctx->ssl, tls_no_passphrase);
-
-    if (s->cert_file != NULL) {
-        const char *key = s->key_file != NULL ? s->key_file : s->cert_file;
-        if (!tls_ctx_load_identity(ctx->ssl, s->cert_file, key, err, errlen)) {
+    if (s->nidentities > 0) {
+        ctx->domains = calloc(s->nidentities, sizeof(*ctx->domains));
+        if (ctx->domains == NULL) {
+            tls_ctx_error(err, errlen, "out of memory");
             goto out;
         }
-    } else if (s->key_file != NULL) {
-        tls_ctx_error(err, errlen, "private key %s given without a certificate",
-                      s->key_file);
-        goto out;
     }
-
-    if (s->ca_file != NULL || s->ca_path != NULL) {
-        if (SSL_CTX_load_verify_locations(ctx->ssl, s->ca_file, s->ca_path) !=
-            1) {
-            tls_ctx_error(err, errlen, "cannot load trust store %s%s%s",
-                          s->ca_file != NULL ? s->ca_file : "",
-                          s->ca_file != NULL && s->ca_path != NULL ? ", " : "",
-                          s->ca_path != NULL ? s->ca_path : "");
+    for (size_t i = 0; i < s->nidentities; i++) {
+        if (!tls_ctx_add_identity(ctx, s, &s->identities[i], err, errlen)) {
             goto out;
         }
-    } else if (SSL_CTX_set_default_verify_paths(ctx->ssl) != 1) {
-        tls_ctx_error(err, errlen, "cannot load the system trust store");
-        goto out;
     }
-
-    if (s->ciphers != NULL &&
-        SSL_CTX_set_cipher_list(ctx->ssl, s->ciphers) != 1) {
-        tls_ctx_error(err, errlen, "no usable TLS 1.2 cipher in \"%s\"",
-                      s->ciphers);
-        goto out;
-    }
-
-    SSL_CTX_set_verify(ctx->ssl, SSL_VERIFY_PEER, tls_verify_accept);
-    SSL_CTX_set_tlsext_servername_callback(ctx->ssl, tls_servername_cb);
-    SSL_CTX_set_tlsext_servername_arg(ctx->ssl, ctx);
-    SSL_CTX_set_alpn_select_cb(ctx->ssl, tls_alpn_cb, ctx);
 
     ret = ctx;
     ctx = NULL; /* transferred */
@@ -426,8 +545,27 @@ void tls_ctx_free(struct tls_ctx *ctx)
         free(a);
         a = next;
     }
+    for (size_t i = 0; i < ctx->ndomains; i++) {
+        SSL_CTX_free(ctx->domains[i].ssl);
+        free(ctx->domains[i].domain);
+    }
+    free(ctx->domains);
     SSL_CTX_free(ctx->ssl);
     free(ctx);
+}
+
+bool tls_ctx_cert_valid_for(const struct tls_ctx *ctx, const char *domain)
+{
+    enum certid_match how;
+
+    if (ctx == NULL || domain == NULL) {
+        return false;
+    }
+    SSL_CTX *ssl = tls_domain_ssl(ctx, domain);
+    X509 *leaf = SSL_CTX_get0_certificate(ssl != NULL ? ssl : ctx->ssl);
+    bool ok = leaf != NULL && certid_check(leaf, domain, &how) == 0;
+    ERR_clear_error();
+    return ok;
 }
 
 /* ---- connections -------------------------------------------------------- */
@@ -445,6 +583,16 @@ struct tls_conn *tls_conn_new(struct tls_ctx *ctx,
                               const char *sni,
                               bool alpn)
 {
+    return tls_conn_new_for(ctx, fd, client, sni, alpn, NULL);
+}
+
+struct tls_conn *tls_conn_new_for(struct tls_ctx *ctx,
+                                  int fd,
+                                  bool client,
+                                  const char *sni,
+                                  bool alpn,
+                                  const char *local_domain)
+{
     struct tls_conn *c = NULL;
     struct tls_conn *ret = NULL;
 
@@ -459,7 +607,8 @@ struct tls_conn *tls_conn_new(struct tls_ctx *ctx,
     c->client = client;
     c->alpn = alpn;
     snprintf(c->err, sizeof(c->err), "no error");
-    c->ssl = SSL_new(ctx->ssl);
+    SSL_CTX *start = tls_domain_ssl(ctx, local_domain);
+    c->ssl = SSL_new(start != NULL ? start : ctx->ssl);
     if (c->ssl == NULL || SSL_set_fd(c->ssl, fd) != 1 ||
         SSL_set_app_data(c->ssl, c) != 1) {
         goto out;

@@ -1,9 +1,15 @@
 /*
  * tls.h: TLS for s2s streams, OpenSSL on raw non-blocking fds.
  *
- * A tls_ctx holds fedgate's certificate(s), the trust store and the
- * protocol settings (TLS 1.2 or newer, ALPN "xmpp-server", SNI). A
- * tls_conn wraps one socket in either role. The handshake requests but
+ * A tls_ctx holds fedgate's certificates (a default one and optionally
+ * one per local domain), the trust store and the protocol settings (TLS
+ * 1.2 or newer, ALPN "xmpp-server", SNI). A tls_conn wraps one socket in
+ * either role. Which certificate a connection presents: as a server, the
+ * one for the name the client asked for with SNI (the default for a name
+ * without one of its own); without SNI, the one for the local domain the
+ * caller names (the stream's 'to', known before STARTTLS), else the
+ * default; as a client, the one for the local domain the stream speaks
+ * for, else the default. The handshake requests but
  * does not require a peer certificate and never fails on verification:
  * the caller verifies afterwards with tls_verify_peer(), against the
  * global store or a peer-specific trust anchor, with purpose serverAuth in
@@ -27,18 +33,37 @@
 struct tls_ctx;
 struct tls_conn;
 
+/* A certificate for one local domain. */
+struct tls_identity {
+    const char *domain;    /* normalised */
+    const char *cert_file; /* PEM chain (leaf and intermediates) */
+    const char *key_file;
+};
+
 struct tls_settings {
     const char *cert_file; /* PEM chain; NULL: no certificate to offer */
     const char *key_file;
     const char *ca_file; /* trust store; NULL and ca_path NULL: system */
     const char *ca_path;
     const char *ciphers; /* TLS 1.2 cipher list, NULL: OpenSSL default */
+    /* Certificates for single local domains, used instead of cert_file
+     * for them (SNI as a server, the local domain as a client). Needs
+     * cert_file, the default for every other name. Copied. */
+    const struct tls_identity *identities;
+    size_t nidentities;
 };
 
-/* Returns a new context or NULL with a message in err (errlen bytes). */
+/* Returns a new context or NULL with a message in err (errlen bytes):
+ * a file that cannot be loaded, a key that does not match, an identity
+ * without a default certificate, or a domain given twice. */
 struct tls_ctx *
 tls_ctx_new(const struct tls_settings *s, char *err, size_t errlen);
 void tls_ctx_free(struct tls_ctx *ctx);
+
+/* Whether the certificate ctx presents for domain (normalised: its own,
+ * else the default) is valid for that name (RFC 6125 as certid checks
+ * it). The chain is not checked: it is the peer's trust that judges it. */
+bool tls_ctx_cert_valid_for(const struct tls_ctx *ctx, const char *domain);
 
 /* Wraps fd (not owned: the caller closes it). sni is the peer's domain
  * for a client, NULL for a server. alpn: offer/accept "xmpp-server"
@@ -48,6 +73,17 @@ struct tls_conn *tls_conn_new(struct tls_ctx *ctx,
                               bool client,
                               const char *sni,
                               bool alpn);
+
+/* The same, naming the local domain the connection speaks for (borrowed;
+ * NULL: none): a client presents that domain's certificate; a server
+ * presents it when the client sends no SNI (SNI decides otherwise).
+ * Either falls back to the default certificate. NULL on ENOMEM. */
+struct tls_conn *tls_conn_new_for(struct tls_ctx *ctx,
+                                  int fd,
+                                  bool client,
+                                  const char *sni,
+                                  bool alpn,
+                                  const char *local_domain);
 void tls_conn_free(struct tls_conn *c);
 
 /* Advances the handshake: 0 when done, ERR_AGAIN, or ERR_AUTH/ERR_SYS

@@ -47,6 +47,8 @@ static void setup(void)
     snprintf(conf_path, sizeof(conf_path), "%s/fedgate.conf", tmpdir);
     write_file("cert.pem", "-----BEGIN CERTIFICATE-----\n");
     write_file("key.pem", "-----BEGIN PRIVATE KEY-----\n");
+    write_file("cert2.pem", "-----BEGIN CERTIFICATE-----\n");
+    write_file("key2.pem", "-----BEGIN PRIVATE KEY-----\n");
     write_file("ca.pem", "-----BEGIN CERTIFICATE-----\n");
     write_file("peer-ca.pem", "-----BEGIN CERTIFICATE-----\n");
     write_file("hosts", "127.0.0.1 localhost\n");
@@ -174,7 +176,11 @@ static const char *const full_conf[] = {
     "        keepalive_interval = 30; };",
     "tls = { certificate = \"@DIR@/cert.pem\"; key = \"@DIR@/key.pem\";",
     "        ca_file = \"@DIR@/ca.pem\"; ca_path = \"@DIR@/cadir\";",
-    "        ciphers = \"HIGH:!aNULL\"; };",
+    "        ciphers = \"HIGH:!aNULL\";",
+    "        domains = ( { domain = \"A2.test\"; certificate = "
+    "\"@DIR@/cert2.pem\"; key = \"@DIR@/key2.pem\"; },",
+    "                    { domain = \"fedgate.a.test\"; certificate = "
+    "\"@DIR@/cert.pem\"; key = \"@DIR@/key.pem\"; } ); };",
     "dns = { forwarders = [ \"127.0.0.1@5353\", \"::1\" ];",
     "        hosts_file = \"@DIR@/hosts\";",
     "        trust_anchor_file = \"@DIR@/root.key\"; };",
@@ -265,6 +271,14 @@ START_TEST(test_full_config)
     ck_assert_str_eq(cfg->tls_ca, tmpfile_path("ca.pem"));
     ck_assert_str_eq(cfg->tls_ca_path, tmpfile_path("cadir"));
     ck_assert_str_eq(cfg->tls_ciphers, "HIGH:!aNULL");
+    ck_assert_uint_eq(cfg->ntls_domains, 2);
+    ck_assert_str_eq(cfg->tls_domains[0].domain, "a2.test"); /* normalised */
+    ck_assert_str_eq(cfg->tls_domains[0].certificate,
+                     tmpfile_path("cert2.pem"));
+    ck_assert_str_eq(cfg->tls_domains[0].key, tmpfile_path("key2.pem"));
+    ck_assert_int_eq(cfg->tls_domains[0].line, 38);
+    ck_assert_str_eq(cfg->tls_domains[1].domain, "fedgate.a.test");
+    ck_assert_int_eq(cfg->tls_domains[1].line, 39);
     ck_assert_uint_eq(cfg->ndns_forwarders, 2);
     ck_assert_str_eq(cfg->dns_forwarders[0], "127.0.0.1@5353");
     ck_assert_str_eq(cfg->dns_forwarders[1], "::1");
@@ -710,6 +724,145 @@ START_TEST(test_err_bad_log_level)
 }
 END_TEST
 
+/* tls.domains: the lines of the entries that are wrong. */
+static const char *const tls_domains_head[] = {
+    "service_jid = \"fedgate.a.test\";",
+    "domains = [ \"a.test\", \"a2.test\" ];",
+    "upstream = { secret = \"s\"; };",
+};
+
+/* Loads the head above, then tls = { ... } with body lines (line 4 on). */
+static void
+expect_tls_domains_error(const char *const *body, int line, const char *msg)
+{
+    const char *lines[16];
+    size_t n = 0;
+    for (size_t i = 0; i < 3; i++) {
+        lines[n++] = tls_domains_head[i];
+    }
+    for (size_t i = 0; body[i] != NULL && n < 15; i++) {
+        lines[n++] = body[i];
+    }
+    lines[n] = NULL;
+    expect_error(lines, line, msg);
+}
+
+START_TEST(test_tls_domains_valid)
+{
+    struct conf *cfg = load_ok(LINES(
+        "service_jid = \"fedgate.a.test\";",
+        "domains = [ \"a.test\", \"a2.test\" ];",
+        "upstream = { secret = \"s\"; };",
+        "tls = { certificate = \"@DIR@/cert.pem\"; key = \"@DIR@/key.pem\";",
+        "  domains = (",
+        "    { domain = \"A2.TEST.\"; certificate = \"@DIR@/cert2.pem\";",
+        "      key = \"@DIR@/key2.pem\"; }", "  ); };"));
+    ck_assert_uint_eq(cfg->ntls_domains, 1);
+    ck_assert_str_eq(cfg->tls_domains[0].domain, "a2.test");
+    ck_assert_str_eq(cfg->tls_domains[0].certificate,
+                     tmpfile_path("cert2.pem"));
+    ck_assert_str_eq(cfg->tls_domains[0].key, tmpfile_path("key2.pem"));
+    ck_assert_int_eq(cfg->tls_domains[0].line, 6);
+    conf_free(cfg);
+}
+END_TEST
+
+START_TEST(test_err_tls_domain_not_served)
+{
+    expect_tls_domains_error(
+        LINES("tls = { certificate = \"@DIR@/cert.pem\";",
+              "  key = \"@DIR@/key.pem\"; domains = (",
+              "    { domain = \"b.test\"; certificate = \"@DIR@/cert2.pem\";",
+              "      key = \"@DIR@/key2.pem\"; } ); };"),
+        6,
+        "'tls.domains': 'b.test' is neither a served domain nor service_jid");
+}
+END_TEST
+
+START_TEST(test_err_tls_domain_duplicate)
+{
+    expect_tls_domains_error(
+        LINES("tls = { certificate = \"@DIR@/cert.pem\";",
+              "  key = \"@DIR@/key.pem\"; domains = (",
+              "    { domain = \"a2.test\"; certificate = \"@DIR@/cert2.pem\";",
+              "      key = \"@DIR@/key2.pem\"; },",
+              "    { domain = \"A2.test\"; certificate = \"@DIR@/cert.pem\";",
+              "      key = \"@DIR@/key.pem\"; } ); };"),
+        8, "'tls.domains': duplicate domain 'a2.test' (first at line 6)");
+}
+END_TEST
+
+START_TEST(test_err_tls_domain_unreadable_file)
+{
+    expect_tls_domains_error(LINES("tls = { certificate = \"@DIR@/cert.pem\";",
+                                   "  key = \"@DIR@/key.pem\"; domains = (",
+                                   "    { domain = \"a2.test\";",
+                                   "      certificate = \"@DIR@/missing.pem\";",
+                                   "      key = \"@DIR@/key2.pem\"; } ); };"),
+                             7, "'tls.domains.certificate': cannot read");
+}
+END_TEST
+
+START_TEST(test_err_tls_domain_missing_key)
+{
+    expect_tls_domains_error(
+        LINES("tls = { certificate = \"@DIR@/cert.pem\";",
+              "  key = \"@DIR@/key.pem\"; domains = (",
+              "    { domain = \"a2.test\";",
+              "      certificate = \"@DIR@/cert2.pem\"; } ); };"),
+        6, "missing required key 'tls.domains.key'");
+}
+END_TEST
+
+START_TEST(test_err_tls_domain_bad_domain)
+{
+    expect_tls_domains_error(LINES("tls = { certificate = \"@DIR@/cert.pem\";",
+                                   "  key = \"@DIR@/key.pem\"; domains = (",
+                                   "    { domain = \"a2..test\";",
+                                   "      certificate = \"@DIR@/cert2.pem\";",
+                                   "      key = \"@DIR@/key2.pem\"; } ); };"),
+                             6,
+                             "'tls.domains.domain': invalid domain 'a2..test'");
+}
+END_TEST
+
+START_TEST(test_err_tls_domains_without_default)
+{
+    expect_tls_domains_error(
+        LINES("tls = {", "  domains = (",
+              "    { domain = \"a2.test\"; certificate = \"@DIR@/cert2.pem\";",
+              "      key = \"@DIR@/key2.pem\"; } ); };"),
+        5,
+        "'tls.domains' needs 'tls.certificate' and 'tls.key', the default "
+        "for every other name");
+}
+END_TEST
+
+START_TEST(test_err_tls_domains_not_a_list)
+{
+    expect_tls_domains_error(LINES("tls = { certificate = \"@DIR@/cert.pem\";",
+                                   "  key = \"@DIR@/key.pem\";",
+                                   "  domains = [ \"a2.test\" ]; };"),
+                             6, "'tls.domains' must be a list of groups");
+}
+END_TEST
+
+START_TEST(test_keepalive_lower_bound)
+{
+    struct conf *cfg = load_ok(LINES("service_jid = \"fedgate.a.test\";",
+                                     "domains = [ \"a.test\" ];",
+                                     "upstream = { secret = \"s\"; };",
+                                     "s2s = { keepalive_interval = 1; };"));
+    ck_assert_uint_eq(cfg->s2s_keepalive, 1);
+    conf_free(cfg);
+    expect_error(
+        LINES("service_jid = \"fedgate.a.test\";", "domains = [ \"a.test\" ];",
+              "upstream = { secret = \"s\"; };",
+              "s2s = { keepalive_interval = 0; };"),
+        4, "'s2s.keepalive_interval' is out of range: must be 1..3600");
+}
+END_TEST
+
 /* An error inside an @include names the included file. */
 START_TEST(test_err_in_included_file)
 {
@@ -834,6 +987,13 @@ static void assert_conf_equal(const struct conf *a, const struct conf *b)
     ck_assert(strs_eq(a->tls_ca, b->tls_ca));
     ck_assert(strs_eq(a->tls_ca_path, b->tls_ca_path));
     ck_assert(strs_eq(a->tls_ciphers, b->tls_ciphers));
+    ck_assert_uint_eq(a->ntls_domains, b->ntls_domains);
+    for (size_t i = 0; i < a->ntls_domains; i++) {
+        ck_assert(strs_eq(a->tls_domains[i].domain, b->tls_domains[i].domain));
+        ck_assert(strs_eq(a->tls_domains[i].certificate,
+                          b->tls_domains[i].certificate));
+        ck_assert(strs_eq(a->tls_domains[i].key, b->tls_domains[i].key));
+    }
     ck_assert(lists_eq(a->dns_forwarders, a->ndns_forwarders, b->dns_forwarders,
                        b->ndns_forwarders));
     ck_assert(strs_eq(a->dns_hosts_file, b->dns_hosts_file));
@@ -1125,6 +1285,16 @@ static Suite *conf_suite(void)
         {"print_server_unknown_kind", test_print_server_unknown_kind},
         {"secret_for_fallbacks", test_secret_for_fallbacks},
         {"doc_matches_table", test_doc_matches_table},
+        {"tls_domains_valid", test_tls_domains_valid},
+        {"err_tls_domain_not_served", test_err_tls_domain_not_served},
+        {"err_tls_domain_duplicate", test_err_tls_domain_duplicate},
+        {"err_tls_domain_unreadable_file", test_err_tls_domain_unreadable_file},
+        {"err_tls_domain_missing_key", test_err_tls_domain_missing_key},
+        {"err_tls_domain_bad_domain", test_err_tls_domain_bad_domain},
+        {"err_tls_domains_without_default",
+         test_err_tls_domains_without_default},
+        {"err_tls_domains_not_a_list", test_err_tls_domains_not_a_list},
+        {"keepalive_lower_bound", test_keepalive_lower_bound},
     };
 
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {

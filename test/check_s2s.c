@@ -2,7 +2,10 @@
  * check_s2s.c: two peering engines (a.test and b.test) in one event loop,
  * talking over loopback TCP with real TLS and certificates from a CA made
  * at test time: SASL EXTERNAL, dialback, policy refusals, an unreachable
- * peer, and the observable route state.
+ * peer, the observable route state, a second local domain with a
+ * certificate of its own (SNI), and XEP-0199 pings on silent routes (the
+ * owner of the other engine plays the home server that answers them, or
+ * stays silent).
  */
 #include "config.h"
 
@@ -116,6 +119,7 @@ static void setup_pki(void)
     make_leaf("a.test");
     make_leaf("b.test");
     make_leaf("other.test");
+    make_leaf("a2.test");
 }
 
 static void teardown_pki(void)
@@ -136,6 +140,9 @@ static unsigned free_port(void)
     return ntohs(sin.sin_port);
 }
 
+/* How a side's owner (the home server) answers XEP-0199 pings. */
+enum answer { ANSWER_NONE, ANSWER_RESULT, ANSWER_ERROR };
+
 /* One side: config, TLS, resolver, engine and what it received. */
 struct side {
     struct conf *cfg;
@@ -147,15 +154,59 @@ struct side {
     char condition[64];
     char text[256];
     char last_from[128];
+    enum answer answer;
+    int iq_answers;   /* iq results and errors the owner got */
+    int pings;        /* XEP-0199 pings the owner got */
+    char ping_id[64]; /* the last one, until answered */
+    char ping_from[128];
+    char ping_to[128];
 };
 
 static void side_stanza(void *ud, struct xml_node *st)
 {
     struct side *s = ud;
+    const char *type = xml_attr(st, "type");
     s->received++;
     snprintf(s->last_from, sizeof(s->last_from), "%s",
              xml_attr(st, "from") != NULL ? xml_attr(st, "from") : "");
+    if (strcmp(st->name, "iq") == 0 && type != NULL &&
+        (strcmp(type, "result") == 0 || strcmp(type, "error") == 0)) {
+        s->iq_answers++;
+    }
+    if (strcmp(st->name, "iq") == 0 && type != NULL &&
+        strcmp(type, "get") == 0 &&
+        xml_child(st, "urn:xmpp:ping", "ping") != NULL) {
+        s->pings++;
+        snprintf(s->ping_id, sizeof(s->ping_id), "%s", xml_attr(st, "id"));
+        snprintf(s->ping_from, sizeof(s->ping_from), "%s", s->last_from);
+        snprintf(s->ping_to, sizeof(s->ping_to), "%s", xml_attr(st, "to"));
+    }
     xml_unref(st);
+}
+
+/* The owner answers the last ping, outside the engine's callback (as a
+ * home server does, through the loop). */
+static void side_answer(struct side *s)
+{
+    if (s->ping_id[0] == '\0' || s->answer == ANSWER_NONE) {
+        return;
+    }
+    struct xml_node *iq = xml_element_new(XML_NS_COMPONENT, "iq");
+    ck_assert_int_eq(xml_set_attr(iq, "from", s->ping_to), 0);
+    ck_assert_int_eq(xml_set_attr(iq, "to", s->ping_from), 0);
+    ck_assert_int_eq(xml_set_attr(iq, "id", s->ping_id), 0);
+    ck_assert_int_eq(
+        xml_set_attr(iq, "type",
+                     s->answer == ANSWER_RESULT ? "result" : "error"),
+        0);
+    if (s->answer == ANSWER_ERROR) {
+        struct xml_node *e = xml_add_child(iq, NULL, "error");
+        ck_assert_int_eq(xml_set_attr(e, "type", "cancel"), 0);
+        ck_assert_ptr_nonnull(
+            xml_add_child(e, XML_NS_STANZAS, "service-unavailable"));
+    }
+    s->ping_id[0] = '\0';
+    ck_assert_int_eq(s2s_send(s->s2s, iq), 0);
 }
 
 static void side_undeliverable(void *ud,
@@ -170,6 +221,48 @@ static void side_undeliverable(void *ud,
     xml_unref(st);
 }
 
+/* Writes text as NAME.conf and loads it. */
+static struct conf *load_conf(const char *name, const char *text)
+{
+    char path[160];
+    snprintf(path, sizeof(path), "%s/%s.conf", dir, name);
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs(text, f);
+    fclose(f);
+    struct conf *cfg = NULL;
+    ck_assert_int_eq(conf_load(path, &cfg, stderr), 0);
+    return cfg;
+}
+
+/* Writes and loads a config for domain peering with peer at peer_port,
+ * with keepalive_interval ka. */
+static struct conf *side_conf_ka(const char *domain,
+                                 const char *peer,
+                                 unsigned own_port,
+                                 unsigned peer_port,
+                                 const char *auth,
+                                 const char *cert_domain,
+                                 unsigned ka)
+{
+    char text[2048];
+    snprintf(text, sizeof(text),
+             "service_jid = \"fedgate.%s\";\n"
+             "domains = [ \"%s\" ];\n"
+             "upstream = { secret = \"x\"; };\n"
+             "peers = ( { domain = \"%s\"; host = \"127.0.0.1\"; port = %u;"
+             " auth = \"%s\"; } );\n"
+             "s2s = { listen = [ \"127.0.0.1:%u\" ];"
+             " negotiate_timeout = 10; keepalive_interval = %u; };\n"
+             "tls = { certificate = \"%s/%s.crt\"; key = \"%s/%s.key\";"
+             " ca_file = \"%s/ca.crt\"; };\n"
+             "log = { level = \"error\"; };\n"
+             "state_db = \"%s/%s.db\";\n",
+             domain, domain, peer, peer_port, auth, own_port, ka, dir,
+             cert_domain, dir, cert_domain, dir, dir, domain);
+    return load_conf(domain, text);
+}
+
 /* Writes and loads a config for domain peering with peer at peer_port. */
 static struct conf *side_conf(const char *domain,
                               const char *peer,
@@ -178,28 +271,8 @@ static struct conf *side_conf(const char *domain,
                               const char *auth,
                               const char *cert_domain)
 {
-    char path[160];
-    snprintf(path, sizeof(path), "%s/%s.conf", dir, domain);
-    FILE *f = fopen(path, "w");
-    ck_assert_ptr_nonnull(f);
-    fprintf(f,
-            "service_jid = \"fedgate.%s\";\n"
-            "domains = [ \"%s\" ];\n"
-            "upstream = { secret = \"x\"; };\n"
-            "peers = ( { domain = \"%s\"; host = \"127.0.0.1\"; port = %u;"
-            " auth = \"%s\"; } );\n"
-            "s2s = { listen = [ \"127.0.0.1:%u\" ];"
-            " negotiate_timeout = 10; };\n"
-            "tls = { certificate = \"%s/%s.crt\"; key = \"%s/%s.key\";"
-            " ca_file = \"%s/ca.crt\"; };\n"
-            "log = { level = \"error\"; };\n"
-            "state_db = \"%s/%s.db\";\n",
-            domain, domain, peer, peer_port, auth, own_port, dir, cert_domain,
-            dir, cert_domain, dir, dir, domain);
-    fclose(f);
-    struct conf *cfg = NULL;
-    ck_assert_int_eq(conf_load(path, &cfg, stderr), 0);
-    return cfg;
+    return side_conf_ka(domain, peer, own_port, peer_port, auth, cert_domain,
+                        60);
 }
 
 static void side_start(struct side *s, struct loop *loop, struct conf *cfg)
@@ -208,9 +281,21 @@ static void side_start(struct side *s, struct loop *loop, struct conf *cfg)
     char err[256];
     memset(s, 0, sizeof(*s));
     s->cfg = cfg;
+    /* the daemon's mapping of tls.domains */
+    struct tls_identity ids[4];
+    ck_assert_uint_le(cfg->ntls_domains, 4);
+    for (size_t i = 0; i < cfg->ntls_domains; i++) {
+        ids[i] = (struct tls_identity){
+            .domain = cfg->tls_domains[i].domain,
+            .cert_file = cfg->tls_domains[i].certificate,
+            .key_file = cfg->tls_domains[i].key,
+        };
+    }
     struct tls_settings ts = {.cert_file = cfg->tls_cert,
                               .key_file = cfg->tls_key,
-                              .ca_file = cfg->tls_ca};
+                              .ca_file = cfg->tls_ca,
+                              .identities = ids,
+                              .nidentities = cfg->ntls_domains};
     s->tls = tls_ctx_new(&ts, err, sizeof(err));
     ck_assert_msg(s->tls != NULL, "tls: %s", err);
     struct dns_settings ds = {0};
@@ -237,6 +322,17 @@ static void side_stop(struct side *s)
         }                                                 \
     } while (0)
 
+/* RUN_UNTIL, with the owners of a and b answering pings meanwhile. */
+#define PUMP_UNTIL(loop, a, b, cond, ms)                  \
+    do {                                                  \
+        uint64_t until_ = loop_now_ms(loop) + (ms);       \
+        while (!(cond) && loop_now_ms(loop) < until_) {   \
+            side_answer(a);                               \
+            side_answer(b);                               \
+            ck_assert_int_eq(loop_run_once(loop, 10), 0); \
+        }                                                 \
+    } while (0)
+
 static struct xml_node *chat(const char *from, const char *to)
 {
     struct xml_node *m = xml_element_new(XML_NS_COMPONENT, "message");
@@ -252,6 +348,37 @@ static void route_of(struct side *s, struct s2s_route_info *info)
 {
     ck_assert_uint_ge(s2s_route_count(s->s2s), 1);
     s2s_route_info(s->s2s, 0, info);
+}
+
+/* The route local -> remote; info->local is NULL when there is none. */
+static void route_named(struct side *s,
+                        const char *local,
+                        const char *remote,
+                        struct s2s_route_info *info)
+{
+    for (size_t i = 0; i < s2s_route_count(s->s2s); i++) {
+        s2s_route_info(s->s2s, i, info);
+        if (strcmp(info->local, local) == 0 &&
+            strcmp(info->remote, remote) == 0) {
+            return;
+        }
+    }
+    memset(info, 0, sizeof(*info));
+}
+
+/* The state of a's route a.test -> b.test ("" when there is none). */
+static const char *a_state(struct side *a)
+{
+    struct s2s_route_info info;
+    route_named(a, "a.test", "b.test", &info);
+    return info.state != NULL ? info.state : "";
+}
+
+static unsigned long a_pings(struct side *a, bool answered)
+{
+    struct s2s_route_info info;
+    route_named(a, "a.test", "b.test", &info);
+    return answered ? info.pings_answered : info.pings_sent;
 }
 
 /* Both engines up, a.test sends to b.test; returns after delivery. */
@@ -371,6 +498,187 @@ START_TEST(test_certificate_only_peer_with_wrong_name)
 }
 END_TEST
 
+/*
+ * a.test serves a2.test too, with a certificate valid for a2.test only
+ * (tls.domains). b.test reaching a2.test asks for it with SNI and must
+ * get that certificate to use SASL EXTERNAL; a2.test reaching b.test must
+ * present it as its client certificate for the same.
+ */
+START_TEST(test_second_domain_own_certificate)
+{
+    struct loop *loop = loop_new();
+    unsigned pa = free_port();
+    unsigned pb = free_port();
+    char text[2048];
+    struct side a, b;
+    snprintf(text, sizeof(text),
+             "service_jid = \"fedgate.a.test\";\n"
+             "domains = [ \"a.test\", \"a2.test\" ];\n"
+             "upstream = { secret = \"x\"; };\n"
+             "peers = ( { domain = \"b.test\"; host = \"127.0.0.1\";"
+             " port = %u; } );\n"
+             "s2s = { listen = [ \"127.0.0.1:%u\" ]; };\n"
+             "tls = { certificate = \"%s/a.test.crt\";"
+             " key = \"%s/a.test.key\"; ca_file = \"%s/ca.crt\";\n"
+             "  domains = ( { domain = \"a2.test\";"
+             " certificate = \"%s/a2.test.crt\";"
+             " key = \"%s/a2.test.key\"; } ); };\n"
+             "log = { level = \"error\"; };\n"
+             "state_db = \"%s/a.db\";\n",
+             pb, pa, dir, dir, dir, dir, dir, dir);
+    struct conf *ca = load_conf("a-two", text);
+    snprintf(text, sizeof(text),
+             "service_jid = \"fedgate.b.test\";\n"
+             "domains = [ \"b.test\" ];\n"
+             "upstream = { secret = \"x\"; };\n"
+             "peers = ( { domain = \"a.test\"; host = \"127.0.0.1\";"
+             " port = %u; },\n"
+             "  { domain = \"a2.test\"; host = \"127.0.0.1\"; port = %u; }"
+             " );\n"
+             "s2s = { listen = [ \"127.0.0.1:%u\" ]; };\n"
+             "tls = { certificate = \"%s/b.test.crt\";"
+             " key = \"%s/b.test.key\"; ca_file = \"%s/ca.crt\"; };\n"
+             "log = { level = \"error\"; };\n"
+             "state_db = \"%s/b.db\";\n",
+             pa, pa, pb, dir, dir, dir, dir);
+    struct conf *cb = load_conf("b-two", text);
+    side_start(&a, loop, ca);
+    side_start(&b, loop, cb);
+
+    /* b.test -> a2.test: SNI a2.test gets a2.test's certificate */
+    ck_assert_int_eq(s2s_send(b.s2s, chat("bob@b.test/x", "carol@a2.test")), 0);
+    RUN_UNTIL(loop, a.received == 1 || b.undeliverable > 0, 8000);
+    ck_assert_msg(b.undeliverable == 0, "bounced: %s %s", b.condition, b.text);
+    ck_assert_int_eq(a.received, 1);
+    struct s2s_route_info info;
+    route_named(&b, "b.test", "a2.test", &info);
+    ck_assert_ptr_nonnull(info.state);
+    ck_assert_str_eq(info.state, "ready");
+    ck_assert_str_eq(info.auth, "sasl-external");
+    ck_assert_ptr_nonnull(strstr(info.peer_subject, "CN=a2.test"));
+
+    /* a2.test -> b.test: a2.test's certificate as the client's */
+    ck_assert_int_eq(s2s_send(a.s2s, chat("carol@a2.test/y", "bob@b.test")), 0);
+    RUN_UNTIL(loop, b.received == 1 || a.undeliverable > 0, 8000);
+    ck_assert_msg(a.undeliverable == 0, "bounced: %s %s", a.condition, a.text);
+    ck_assert_int_eq(b.received, 1);
+    ck_assert_str_eq(b.last_from, "carol@a2.test/y");
+    route_named(&a, "a2.test", "b.test", &info);
+    ck_assert_ptr_nonnull(info.state);
+    ck_assert_str_eq(info.state, "ready");
+    ck_assert_str_eq(info.auth, "sasl-external");
+    ck_assert_ptr_nonnull(strstr(info.peer_subject, "CN=b.test"));
+
+    /* and a.test still presents the default certificate */
+    ck_assert_int_eq(s2s_send(b.s2s, chat("bob@b.test/x", "dave@a.test")), 0);
+    RUN_UNTIL(loop, a.received == 2 || b.undeliverable > 0, 8000);
+    ck_assert_int_eq(a.received, 2);
+    route_named(&b, "b.test", "a.test", &info);
+    ck_assert_ptr_nonnull(info.state);
+    ck_assert_str_eq(info.auth, "sasl-external");
+    ck_assert_ptr_nonnull(strstr(info.peer_subject, "CN=a.test"));
+    side_stop(&a);
+    side_stop(&b);
+    loop_free(loop);
+}
+END_TEST
+
+/* Engines with keepalive_interval 1 s; a.test sends one chat to b.test
+ * and then stays silent, as does b.test unless its owner answers. */
+static void ping_setup(struct loop *loop,
+                       struct side *a,
+                       struct side *b,
+                       enum answer answer)
+{
+    unsigned pa = free_port();
+    unsigned pb = free_port();
+    side_start(a, loop,
+               side_conf_ka("a.test", "b.test", pa, pb, "any", "a.test", 1));
+    side_start(b, loop,
+               side_conf_ka("b.test", "a.test", pb, pa, "any", "b.test", 1));
+    b->answer = answer;
+    ck_assert_int_eq(s2s_send(a->s2s, chat("alice@a.test/x", "bob@b.test")), 0);
+    RUN_UNTIL(loop, b->received == 1 || a->undeliverable > 0, 8000);
+    ck_assert_int_eq(b->received, 1);
+    ck_assert_str_eq(a_state(a), "ready");
+    ck_assert_uint_eq(a_pings(a, false), 0);
+}
+
+/* The silent peer is pinged; its answer (result or error) is taken by
+ * the engine, never delivered, and the stream stays up. Once b.test has
+ * a stream to a.test (to answer), it may ping a.test in turn, which a's
+ * owner answers. */
+static void ping_answered(enum answer answer)
+{
+    struct loop *loop = loop_new();
+    struct side a, b;
+    ping_setup(loop, &a, &b, answer);
+    a.answer = ANSWER_RESULT;
+    PUMP_UNTIL(loop, &a, &b, a_pings(&a, true) >= 1, 6000);
+    ck_assert_uint_ge(a_pings(&a, false), 1);
+    ck_assert_uint_ge(a_pings(&a, true), 1);
+    ck_assert_int_ge(b.pings, 1);
+    ck_assert_str_eq(b.ping_from, "a.test");
+    ck_assert_str_eq(b.ping_to, "b.test");
+    /* the answer never reached a's owner */
+    ck_assert_int_eq(a.iq_answers, 0);
+    /* a few more intervals: still up, every ping answered */
+    PUMP_UNTIL(loop, &a, &b, false, 3500);
+    ck_assert_str_eq(a_state(&a), "ready");
+    struct s2s_route_info info;
+    route_named(&a, "a.test", "b.test", &info);
+    ck_assert_ptr_null(info.last_error);
+    ck_assert_int_eq(a.iq_answers, 0);
+    ck_assert_int_eq(b.iq_answers, 0);
+    ck_assert_int_eq(a.received, a.pings); /* nothing but b's pings */
+    ck_assert_uint_ge(info.pings_answered + 1, info.pings_sent);
+    side_stop(&a);
+    side_stop(&b);
+    loop_free(loop);
+}
+
+START_TEST(test_ping_result_taken)
+{
+    ping_answered(ANSWER_RESULT);
+}
+END_TEST
+
+START_TEST(test_ping_error_proves_liveness)
+{
+    ping_answered(ANSWER_ERROR);
+}
+END_TEST
+
+/* b.test's home server stops answering: the ping reaches it but nothing
+ * comes back, so a.test closes its stream; the next stanza reconnects. */
+START_TEST(test_ping_unanswered_closes_stream)
+{
+    struct loop *loop = loop_new();
+    struct side a, b;
+    ping_setup(loop, &a, &b, ANSWER_NONE);
+    PUMP_UNTIL(loop, &a, &b, strcmp(a_state(&a), "idle") == 0, 8000);
+    ck_assert_str_eq(a_state(&a), "idle");
+    ck_assert_int_eq(b.pings, 1);
+    ck_assert_uint_eq(a_pings(&a, false), 1);
+    ck_assert_uint_eq(a_pings(&a, true), 0);
+    struct s2s_route_info info;
+    route_named(&a, "a.test", "b.test", &info);
+    ck_assert_ptr_nonnull(info.last_error);
+    ck_assert_msg(
+        strstr(info.last_error, "no reply to XEP-0199 ping within 1 s") != NULL,
+        "%s", info.last_error);
+    /* the route reconnects with its next stanza */
+    ck_assert_int_eq(s2s_send(a.s2s, chat("alice@a.test/x", "bob@b.test")), 0);
+    RUN_UNTIL(loop, b.received == 3 || a.undeliverable > 0, 8000);
+    ck_assert_int_eq(a.undeliverable, 0);
+    ck_assert_int_eq(b.received, 3); /* chat, ping, chat */
+    ck_assert_str_eq(a_state(&a), "ready");
+    side_stop(&a);
+    side_stop(&b);
+    loop_free(loop);
+}
+END_TEST
+
 static Suite *s2s_suite(void)
 {
     Suite *s = suite_create("s2s");
@@ -383,6 +691,10 @@ static Suite *s2s_suite(void)
     tcase_add_test(tc, test_untrusted_domain_bounces_at_once);
     tcase_add_test(tc, test_unreachable_peer_bounces);
     tcase_add_test(tc, test_certificate_only_peer_with_wrong_name);
+    tcase_add_test(tc, test_second_domain_own_certificate);
+    tcase_add_test(tc, test_ping_result_taken);
+    tcase_add_test(tc, test_ping_error_proves_liveness);
+    tcase_add_test(tc, test_ping_unanswered_closes_stream);
     suite_add_tcase(s, tc);
     return s;
 }

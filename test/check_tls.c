@@ -79,6 +79,8 @@ static const char *const pki_files[] = {
     "client-inter.crt",
     "client-inter.key",
     "empty.crt",
+    "two.crt",
+    "two.key",
 };
 
 /* Path of a file in the PKI directory; a few rotating buffers so that
@@ -242,6 +244,8 @@ static void pki_setup(void)
                     -DAY, ca1, ca1_key, NULL);
     make_leaf_files("client-inter", "client.test", "serverAuth", -DAY,
                     365 * DAY, inter, inter_key, inter);
+    make_leaf_files("two", "two.test", "serverAuth", -DAY, 365 * DAY, ca1,
+                    ca1_key, NULL);
     FILE *f = fopen(pki_path("empty.crt"), "w");
     REQUIRE(f != NULL && fclose(f) == 0);
 }
@@ -1121,6 +1125,195 @@ START_TEST(test_starttls_after_plaintext)
 }
 END_TEST
 
+/* ---- a certificate per local domain ------------------------------------- */
+
+/* A context with the default leaf BASE and two.test's own certificate. */
+static struct tls_ctx *ctx_with_two(const char *base)
+{
+    char cert[64];
+    char key[64];
+    char err[512] = "";
+    struct tls_identity id = {.domain = "two.test",
+                              .cert_file = pki_path("two.crt"),
+                              .key_file = pki_path("two.key")};
+    snprintf(cert, sizeof(cert), "%s.crt", base);
+    snprintf(key, sizeof(key), "%s.key", base);
+    struct tls_settings s = {.cert_file = pki_path(cert),
+                             .key_file = pki_path(key),
+                             .ca_file = pki_path("ca1.crt"),
+                             .identities = &id,
+                             .nidentities = 1};
+    struct tls_ctx *ctx = tls_ctx_new(&s, err, sizeof(err));
+    ck_assert_msg(ctx != NULL, "tls_ctx_new: %s", err);
+    return ctx;
+}
+
+/* A server with both certificates (hint: its local-domain hint) and a
+ * client with none; returns the subject the client saw. */
+static void sni_pair(struct pair *p, const char *sni, const char *hint)
+{
+    pair_sockets(p);
+    p->sctx = ctx_with_two("server");
+    p->cctx = ctx_with(NULL);
+    p->srv = tls_conn_new_for(p->sctx, p->fd[1], false, NULL, false, hint);
+    p->cli = tls_conn_new(p->cctx, p->fd[0], true, sni, false);
+    ck_assert_ptr_nonnull(p->srv);
+    ck_assert_ptr_nonnull(p->cli);
+    pair_handshake(p);
+}
+
+static void assert_server_is(struct pair *p, const char *domain)
+{
+    struct tls_peer peer;
+    char want[64];
+    ck_assert_int_eq(tls_verify_peer(p->cli, domain, NULL, &peer), 0);
+    ck_assert_msg(peer.chain_ok, "%s", peer.chain_error);
+    ck_assert(peer.name_ok);
+    snprintf(want, sizeof(want), "CN=%s,O=fedgate test", domain);
+    ck_assert_str_eq(peer.subject, want);
+}
+
+START_TEST(test_sni_selects_domain_certificate)
+{
+    struct pair p;
+    sni_pair(&p, "Two.Test.", NULL);
+    ck_assert_str_eq(tls_sni(p.srv), "two.test");
+    assert_server_is(&p, "two.test");
+    pair_close(&p);
+}
+END_TEST
+
+START_TEST(test_sni_default_name_gets_default)
+{
+    struct pair p;
+    sni_pair(&p, "server.test", NULL);
+    assert_server_is(&p, "server.test");
+    pair_close(&p);
+}
+END_TEST
+
+START_TEST(test_unknown_sni_gets_default)
+{
+    struct pair p;
+    sni_pair(&p, "nope.test", NULL);
+    ck_assert_str_eq(tls_sni(p.srv), "nope.test");
+    assert_server_is(&p, "server.test");
+    pair_close(&p);
+}
+END_TEST
+
+/* SNI decides even against the hint (the stream's 'to'). */
+START_TEST(test_unknown_sni_overrides_hint)
+{
+    struct pair p;
+    sni_pair(&p, "nope.test", "two.test");
+    assert_server_is(&p, "server.test");
+    pair_close(&p);
+}
+END_TEST
+
+/* Without SNI the local-domain hint picks the certificate. */
+START_TEST(test_no_sni_uses_hint)
+{
+    struct pair p;
+    sni_pair(&p, NULL, "two.test");
+    ck_assert_ptr_null(tls_sni(p.srv));
+    assert_server_is(&p, "two.test");
+    pair_close(&p);
+    sni_pair(&p, NULL, NULL);
+    assert_server_is(&p, "server.test");
+    pair_close(&p);
+    sni_pair(&p, NULL, "nope.test");
+    assert_server_is(&p, "server.test");
+    pair_close(&p);
+}
+END_TEST
+
+/* A client speaking for two.test presents two.test's certificate; for
+ * any other local domain, the default. */
+static void client_presents(const char *local, const char *want_cn)
+{
+    struct tls_peer peer;
+    struct pair p;
+    char want[64];
+    pair_sockets(&p);
+    p.sctx = ctx_with("server");
+    p.cctx = ctx_with_two("client-sa");
+    p.srv = tls_conn_new(p.sctx, p.fd[1], false, NULL, false);
+    p.cli =
+        tls_conn_new_for(p.cctx, p.fd[0], true, "server.test", false, local);
+    ck_assert_ptr_nonnull(p.srv);
+    ck_assert_ptr_nonnull(p.cli);
+    pair_handshake(&p);
+    ck_assert_int_eq(tls_verify_peer(p.srv, want_cn, NULL, &peer), 0);
+    ck_assert(peer.cert_present);
+    ck_assert_msg(peer.chain_ok, "%s", peer.chain_error);
+    ck_assert_msg(peer.name_ok, "%s for local %s", peer.subject,
+                  local != NULL ? local : "(none)");
+    snprintf(want, sizeof(want), "CN=%s,O=fedgate test", want_cn);
+    ck_assert_str_eq(peer.subject, want);
+    pair_close(&p);
+}
+
+START_TEST(test_client_presents_domain_certificate)
+{
+    client_presents("two.test", "two.test");
+    client_presents(NULL, "client.test");
+    client_presents("client.test", "client.test");
+}
+END_TEST
+
+START_TEST(test_ctx_cert_valid_for)
+{
+    struct tls_ctx *ctx = ctx_with_two("server");
+    ck_assert(tls_ctx_cert_valid_for(ctx, "server.test"));
+    ck_assert(tls_ctx_cert_valid_for(ctx, "two.test"));
+    ck_assert(!tls_ctx_cert_valid_for(ctx, "client.test"));
+    tls_ctx_free(ctx);
+    ctx = ctx_with(NULL);
+    ck_assert(!tls_ctx_cert_valid_for(ctx, "server.test"));
+    tls_ctx_free(ctx);
+}
+END_TEST
+
+START_TEST(test_ctx_identity_errors)
+{
+    char err[512] = "";
+    struct tls_identity ids[2] = {
+        {.domain = "two.test",
+         .cert_file = pki_path("two.crt"),
+         .key_file = pki_path("client-sa.key")},
+        {.domain = "two.test",
+         .cert_file = pki_path("two.crt"),
+         .key_file = pki_path("two.key")},
+    };
+    struct tls_settings s = {.cert_file = pki_path("server.crt"),
+                             .key_file = pki_path("server.key"),
+                             .ca_file = pki_path("ca1.crt"),
+                             .identities = ids,
+                             .nidentities = 1};
+    /* the key of another certificate */
+    ck_assert_ptr_null(tls_ctx_new(&s, err, sizeof(err)));
+    ck_assert_msg(strstr(err, "does not match") != NULL, "%s", err);
+    ck_assert_msg(strstr(err, "two.crt") != NULL, "%s", err);
+    /* the same domain twice */
+    s.identities = ids + 1;
+    ids[0].key_file = pki_path("two.key");
+    s.identities = ids;
+    s.nidentities = 2;
+    ck_assert_ptr_null(tls_ctx_new(&s, err, sizeof(err)));
+    ck_assert_msg(strstr(err, "two certificates for the domain two.test") !=
+                      NULL,
+                  "%s", err);
+    /* no default certificate */
+    s.nidentities = 1;
+    s.cert_file = NULL;
+    s.key_file = NULL;
+    ck_assert_ptr_null(tls_ctx_new(&s, err, sizeof(err)));
+    ck_assert_msg(strstr(err, "need a default certificate") != NULL, "%s", err);
+}
+END_TEST
+
 /* ---- peer verification -------------------------------------------------- */
 
 START_TEST(test_verify_server_by_client)
@@ -1354,6 +1547,14 @@ static Suite *tls_suite(void)
     tcase_add_test(tt, test_eof_without_close_notify_reads_zero);
     tcase_add_test(tt, test_reset_is_closed_error);
     tcase_add_test(tt, test_starttls_after_plaintext);
+    tcase_add_test(tt, test_sni_selects_domain_certificate);
+    tcase_add_test(tt, test_sni_default_name_gets_default);
+    tcase_add_test(tt, test_unknown_sni_gets_default);
+    tcase_add_test(tt, test_unknown_sni_overrides_hint);
+    tcase_add_test(tt, test_no_sni_uses_hint);
+    tcase_add_test(tt, test_client_presents_domain_certificate);
+    tcase_add_test(tt, test_ctx_cert_valid_for);
+    tcase_add_test(tt, test_ctx_identity_errors);
     suite_add_tcase(s, tt);
 
     TCase *tv = tcase_create("verify");
