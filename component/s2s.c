@@ -44,6 +44,7 @@
 
 #include "s2s.h"
 
+#include "backoff.h"
 #include "dialback.h"
 #include "dns.h"
 #include "err.h"
@@ -114,10 +115,13 @@ struct s2s_route {
     unsigned long stanzas_out;
     unsigned long bytes_out;
     char last_error[256];
-    uint64_t heard_ms;     /* last time anything came from remote */
-    bool ping_pending;     /* an XEP-0199 ping waits for its answer */
-    char ping_id[32];      /* its id */
-    uint64_t ping_sent_ms; /* when it went out */
+    struct backoff backoff;   /* between attempts after transient failures */
+    struct loop_timer *retry; /* the next attempt, while stanzas wait */
+    uint64_t attempt_ms;      /* when the last attempt started */
+    uint64_t heard_ms;        /* last time anything came from remote */
+    bool ping_pending;        /* an XEP-0199 ping waits for its answer */
+    char ping_id[32];         /* its id */
+    uint64_t ping_sent_ms;    /* when it went out */
     unsigned long pings_sent;
     unsigned long pings_answered;
     struct s2s_route *next;
@@ -249,6 +253,8 @@ route_get(struct s2s *s2s, const char *local, const char *remote)
     }
     squeue_init(&r->queue, s2s->cfg->queue_max_stanzas,
                 s2s->cfg->queue_max_bytes);
+    backoff_init(&r->backoff, s2s->cfg->backoff_initial_ms,
+                 s2s->cfg->backoff_max_ms);
     r->next = s2s->routes;
     s2s->routes = r;
     s2s->nroutes++;
@@ -349,6 +355,9 @@ route_fail(struct s2s_route *r, const char *condition, const char *fmt, ...)
              r->remote, r->last_error);
     route_clear_lookup(r);
     r->state = ROUTE_IDLE;
+    loop_timer_cancel(r->s2s->loop, r->retry);
+    r->retry = NULL;
+    backoff_reset(&r->backoff);
     struct s2s_verify *v = r->verifies;
     r->verifies = NULL;
     while (v != NULL) {
@@ -390,10 +399,20 @@ static void route_on_expiry(struct loop *loop, void *ud)
     struct xml_node *st;
     while ((st = squeue_pop_expired(&r->queue,
                                     now > limit ? now - limit : 0)) != NULL) {
-        r->s2s->cb.undeliverable(r->s2s->ud, st, "remote-server-timeout",
-                                 "the peer could not be reached in time");
+        char text[320];
+        snprintf(text, sizeof(text),
+                 "the peer could not be reached within %u s%s%s",
+                 r->s2s->cfg->queue_timeout,
+                 r->last_error[0] != '\0' ? ": " : "", r->last_error);
+        r->s2s->cb.undeliverable(r->s2s->ud, st, "remote-server-timeout", text);
     }
     route_arm_expiry(r);
+    if (r->queue.count == 0 && r->retry != NULL) {
+        /* nothing left to deliver: stop trying */
+        loop_timer_cancel(loop, r->retry);
+        r->retry = NULL;
+        backoff_reset(&r->backoff);
+    }
 }
 
 /* ---- connection I/O -------------------------------------------------------
@@ -808,6 +827,7 @@ static void cb_authenticated(void *ud,
     if (r != NULL && strcmp(r->local, local) == 0 &&
         strcmp(r->remote, remote) == 0) {
         r->state = ROUTE_READY;
+        backoff_reset(&r->backoff);
         r->auth = method;
         r->last_error[0] = '\0';
         /* the peer just answered: it is alive, and no ping is due yet */
@@ -1336,12 +1356,57 @@ static void route_on_addrs(void *ud,
     route_next_addr(r);
 }
 
+static void route_on_retry(struct loop *loop, void *ud)
+{
+    struct s2s_route *r = ud;
+    r->retry = NULL;
+    route_start(r);
+}
+
+/*
+ * Every target failed for a transient reason (refused, unreachable, timed
+ * out, TLS broke). Waiting stanzas stay queued until limits.queue_timeout
+ * while connecting is retried with backoff; pending dialback
+ * verifications are answered negatively at once (the peer retries them).
+ */
+static void route_retry_later(struct s2s_route *r)
+{
+    struct s2s *s2s = r->s2s;
+    if (r->last_error[0] == '\0') {
+        snprintf(r->last_error, sizeof(r->last_error), "%s",
+                 "no target could be reached");
+    }
+    if (r->queue.count == 0 || s2s->shutting_down) {
+        route_fail(r, "remote-server-not-found", "%s", r->last_error);
+        return;
+    }
+    uint32_t delay = backoff_next(&r->backoff);
+    log_conn(LOG_LEVEL_WARN, r->remote,
+             "route %s -> %s: %s; %zu stanza(s) wait, retrying in %u ms",
+             r->local, r->remote, r->last_error, r->queue.count,
+             (unsigned)delay);
+    route_clear_lookup(r);
+    r->state = ROUTE_IDLE;
+    struct s2s_verify *v = r->verifies;
+    r->verifies = NULL;
+    while (v != NULL) {
+        struct s2s_verify *next = v->next;
+        if (!v->in->dead) {
+            s2s_stream_dialback_result(v->in->stream, r->local, r->remote,
+                                       false);
+            (void)conn_flush(v->in);
+        }
+        free(v);
+        v = next;
+    }
+    loop_timer_cancel(s2s->loop, r->retry);
+    r->retry = loop_timer_add(s2s->loop, delay, route_on_retry, r);
+}
+
 static void route_next_target(struct s2s_route *r)
 {
     if (r->ti >= r->ntargets) {
-        route_fail(r, "remote-server-not-found", "%s",
-                   r->last_error[0] != '\0' ? r->last_error
-                                            : "no target could be reached");
+        route_retry_later(r);
         return;
     }
     const struct dns_target *t = &r->targets[r->ti];
@@ -1419,6 +1484,9 @@ static void route_start(struct s2s_route *r)
     if (r->state != ROUTE_IDLE) {
         return;
     }
+    loop_timer_cancel(s2s->loop, r->retry);
+    r->retry = NULL;
+    r->attempt_ms = loop_now_ms(s2s->loop);
     route_clear_lookup(r);
     r->last_error[0] = '\0';
     const struct conf_peer *p = policy_peer(s2s->cfg, r->remote);
@@ -1538,7 +1606,11 @@ int s2s_send(struct s2s *s2s, struct xml_node *st)
     if (r->expiry == NULL) {
         route_arm_expiry(r);
     }
-    if (r->state == ROUTE_IDLE) {
+    /* While backing off, a new stanza may bring the next attempt forward,
+     * but not closer than the initial backoff to the previous one. */
+    if (r->state == ROUTE_IDLE &&
+        (r->retry == NULL || loop_now_ms(s2s->loop) - r->attempt_ms >=
+                                 s2s->cfg->backoff_initial_ms)) {
         route_start(r);
     }
     return 0;
@@ -1833,6 +1905,8 @@ void s2s_shutdown(struct s2s *s2s, void (*done)(void *ud), void *ud)
     s2s->nlisteners = 0;
     for (struct s2s_route *r = s2s->routes; r != NULL; r = r->next) {
         route_clear_lookup(r);
+        loop_timer_cancel(s2s->loop, r->retry);
+        r->retry = NULL;
         route_bounce_queue(r, "remote-server-timeout",
                            "fedgate is shutting down");
     }
@@ -1869,6 +1943,7 @@ void s2s_free(struct s2s *s2s)
         rn = r->next;
         route_clear_lookup(r);
         loop_timer_cancel(s2s->loop, r->expiry);
+        loop_timer_cancel(s2s->loop, r->retry);
         squeue_clear(&r->queue);
         struct s2s_verify *vn;
         for (struct s2s_verify *v = r->verifies; v != NULL; v = vn) {

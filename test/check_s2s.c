@@ -454,24 +454,74 @@ START_TEST(test_untrusted_domain_bounces_at_once)
 }
 END_TEST
 
-START_TEST(test_unreachable_peer_bounces)
+/* A config whose queue waits 2 s and whose retries start at 200 ms. */
+static struct conf *side_conf_retry(const char *domain,
+                                    const char *peer,
+                                    unsigned own_port,
+                                    unsigned peer_port)
+{
+    char text[2048];
+    snprintf(text, sizeof(text),
+             "service_jid = \"fedgate.%s\";\n"
+             "domains = [ \"%s\" ];\n"
+             "upstream = { secret = \"x\"; backoff_initial_ms = 200;"
+             " backoff_max_ms = 400; };\n"
+             "peers = ( { domain = \"%s\"; host = \"127.0.0.1\"; port = %u;"
+             " } );\n"
+             "s2s = { listen = [ \"127.0.0.1:%u\" ]; };\n"
+             "limits = { queue_timeout = 2; };\n"
+             "tls = { certificate = \"%s/%s.crt\"; key = \"%s/%s.key\";"
+             " ca_file = \"%s/ca.crt\"; };\n"
+             "log = { level = \"error\"; };\n"
+             "state_db = \"%s/%s.db\";\n",
+             domain, domain, peer, peer_port, own_port, dir, domain, dir,
+             domain, dir, dir, domain);
+    return load_conf(domain, text);
+}
+
+/* Nothing listens: connecting is retried until the queue timeout, then
+ * the stanza bounces with remote-server-timeout and the reason. */
+START_TEST(test_unreachable_peer_bounces_after_queue_timeout)
 {
     struct loop *loop = loop_new();
     struct side a;
     unsigned closed = free_port(); /* nothing listens there */
-    side_start(
-        &a, loop,
-        side_conf("a.test", "b.test", free_port(), closed, "any", "a.test"));
+    side_start(&a, loop,
+               side_conf_retry("a.test", "b.test", free_port(), closed));
+    uint64_t start = loop_now_ms(loop);
     ck_assert_int_eq(s2s_send(a.s2s, chat("alice@a.test", "bob@b.test")), 0);
     RUN_UNTIL(loop, a.undeliverable == 1, 5000);
+    uint64_t waited = loop_now_ms(loop) - start;
     ck_assert_int_eq(a.undeliverable, 1);
-    ck_assert_str_eq(a.condition, "remote-server-not-found");
+    ck_assert_str_eq(a.condition, "remote-server-timeout");
     ck_assert_ptr_nonnull(strstr(a.text, "refused"));
+    ck_assert_uint_ge(waited, 1900); /* held for the queue timeout */
     struct s2s_route_info info;
     route_of(&a, &info);
     ck_assert_str_eq(info.state, "idle");
     ck_assert_ptr_nonnull(info.last_error);
     side_stop(&a);
+    loop_free(loop);
+}
+END_TEST
+
+/* The peer comes up within the queue timeout: the stanza is delivered. */
+START_TEST(test_peer_back_within_queue_timeout_delivers)
+{
+    struct loop *loop = loop_new();
+    unsigned pa = free_port();
+    unsigned pb = free_port();
+    struct side a, b;
+    side_start(&a, loop, side_conf_retry("a.test", "b.test", pa, pb));
+    ck_assert_int_eq(s2s_send(a.s2s, chat("alice@a.test", "bob@b.test")), 0);
+    RUN_UNTIL(loop, false, 700); /* a few refused attempts */
+    ck_assert_int_eq(a.undeliverable, 0);
+    side_start(&b, loop, side_conf_retry("b.test", "a.test", pb, pa));
+    RUN_UNTIL(loop, b.received == 1 || a.undeliverable > 0, 3000);
+    ck_assert_int_eq(a.undeliverable, 0);
+    ck_assert_int_eq(b.received, 1);
+    side_stop(&a);
+    side_stop(&b);
     loop_free(loop);
 }
 END_TEST
@@ -689,7 +739,8 @@ static Suite *s2s_suite(void)
     tcase_add_test(tc, test_dialback_with_valid_certificates);
     tcase_add_test(tc, test_dialback_verified_by_authoritative_server);
     tcase_add_test(tc, test_untrusted_domain_bounces_at_once);
-    tcase_add_test(tc, test_unreachable_peer_bounces);
+    tcase_add_test(tc, test_unreachable_peer_bounces_after_queue_timeout);
+    tcase_add_test(tc, test_peer_back_within_queue_timeout_delivers);
     tcase_add_test(tc, test_certificate_only_peer_with_wrong_name);
     tcase_add_test(tc, test_second_domain_own_certificate);
     tcase_add_test(tc, test_ping_result_taken);
