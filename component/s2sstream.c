@@ -46,6 +46,8 @@
 
 #include "s2sstream.h"
 
+#include "stream.h"
+
 #include "dialback.h"
 #include "err.h"
 #include "jid.h"
@@ -71,7 +73,6 @@
 #define S2S_VERIFIES_MAX 1024 /* db:verify requests waiting for answers */
 #define S2S_AUTH_TRIES   3    /* SASL attempts before the stream ends */
 #define S2S_AUTHZID_MAX  1024 /* base64 characters of an authzid */
-#define S2S_TEXT_MAX     256  /* stream error text written */
 #define S2S_LOG_PEER     64   /* peer bytes quoted in a log line */
 
 enum pair_state {
@@ -460,22 +461,7 @@ write_close(struct s2s_stream *s, const char *condition, const char *text)
         s->out = saved;
     }
     if (rc == 0 && condition != NULL) {
-        rc = buf_printf(&e, "<stream:error><%s xmlns='" XML_NS_STREAMS "'/>",
-                        condition);
-        if (rc == 0 && text != NULL) {
-            rc = buf_append_str(&e, "<text xmlns='" XML_NS_STREAMS "'>");
-            if (rc == 0) {
-                size_t n = strlen(text);
-                rc = xml_escape(&e, text, n < S2S_TEXT_MAX ? n : S2S_TEXT_MAX,
-                                false);
-            }
-            if (rc == 0) {
-                rc = buf_append_str(&e, "</text>");
-            }
-        }
-        if (rc == 0) {
-            rc = buf_append_str(&e, "</stream:error>");
-        }
+        rc = stream_error_append(&e, condition, text);
     }
     if (rc == 0) {
         rc = buf_append_str(&e, "</stream:stream>");

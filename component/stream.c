@@ -108,6 +108,30 @@ int stream_start(struct stream *s)
     return rc;
 }
 
+int stream_error_append(struct buf *out,
+                        const char *condition,
+                        const char *text)
+{
+    int rc = buf_printf(out, "<stream:error><%s xmlns='" XML_NS_STREAMS "'/>",
+                        condition);
+    if (rc == 0 && text != NULL) {
+        size_t n = strlen(text);
+        rc = buf_append_str(out, "<text xmlns='" XML_NS_STREAMS "'>");
+        if (rc == 0) {
+            rc = xml_escape(
+                out, text,
+                n < STREAM_ERROR_TEXT_MAX ? n : STREAM_ERROR_TEXT_MAX, false);
+        }
+        if (rc == 0) {
+            rc = buf_append_str(out, "</text>");
+        }
+    }
+    if (rc == 0) {
+        rc = buf_append_str(out, "</stream:error>");
+    }
+    return rc;
+}
+
 static void stream_report_close(struct stream *s,
                                 int err,
                                 const char *condition,
@@ -136,24 +160,7 @@ stream_write_close(struct stream *s, const char *condition, const char *text)
     if (condition != NULL) {
         struct buf e;
         buf_init(&e, 1024);
-        int rc = buf_printf(
-            &e, "<stream:error><%s xmlns='" XML_NS_STREAMS "'/>", condition);
-        if (rc == 0 && text != NULL) {
-            rc = buf_append_str(&e, "<text xmlns='" XML_NS_STREAMS "'>");
-            if (rc == 0) {
-                size_t n = strlen(text);
-                rc = xml_escape(
-                    &e, text,
-                    n < STREAM_ERROR_TEXT_MAX ? n : STREAM_ERROR_TEXT_MAX,
-                    false);
-            }
-            if (rc == 0) {
-                rc = buf_append_str(&e, "</text>");
-            }
-        }
-        if (rc == 0) {
-            rc = buf_append_str(&e, "</stream:error>");
-        }
+        int rc = stream_error_append(&e, condition, text);
         if (rc == 0) {
             s->out.max += buf_size(&e);
             (void)buf_append(&s->out, buf_peek(&e), buf_size(&e));

@@ -99,6 +99,13 @@ const char *stream_domain(const struct stream *s);
 /* The stream id the peer gave, or NULL before its header. */
 const char *stream_id(const struct stream *s);
 
+/* Appends <stream:error> with condition and an optional text (escaped,
+ * cut at 256 bytes) to out; shared by every stream machine. 0,
+ * ERR_TOO_BIG or ERR_NOMEM. */
+int stream_error_append(struct buf *out,
+                        const char *condition,
+                        const char *text);
+
 /* The XEP-0114 handshake digest: lower-case hex SHA-1 of id followed by
  * secret, into out (41 bytes). 0 or ERR_NOMEM. */
 int stream_handshake_digest(const char *id, const char *secret, char out[41]);
