@@ -144,6 +144,7 @@ static conf_check_fn check_text;
 static conf_check_fn check_secret;
 static conf_check_fn check_domain;
 static conf_check_fn check_service_jid;
+static conf_check_fn check_admin_jid;
 static conf_check_fn check_ip;
 static conf_check_fn check_host;
 static conf_check_fn check_listen;
@@ -181,6 +182,17 @@ static const struct conf_key conf_keys[] = {
      .check = check_domain,
      .doc = "The served domains: the home server's own domains, for which "
             "fedgate is the only way in and out. At least one."},
+    {.scope = SCOPE_ROOT,
+     .name = "admins",
+     .type = KT_STRLIST,
+     .off = ROOT(admins),
+     .off_n = ROOT(nadmins),
+     .flags = KF_UNIQUE,
+     .check = check_admin_jid,
+     .doc = "Bare JIDs (user@domain) allowed to list and run the XEP-0050 "
+            "ad-hoc administration commands on service_jid. Everybody else "
+            "sees no commands and is refused with forbidden. Empty: nobody "
+            "administers fedgate over XMPP."},
     {.scope = SCOPE_ROOT,
      .name = "upstream",
      .type = KT_GROUP,
@@ -847,6 +859,36 @@ static int check_domain(struct conf_loader *ld,
         return ERR_INVAL;
     }
     return rc;
+}
+
+/* A bare JID, user@domain: stored with its domain normalised. */
+static int check_admin_jid(struct conf_loader *ld,
+                           const config_setting_t *s,
+                           const char *name,
+                           const char *in,
+                           char **out)
+{
+    char ebuf[300];
+    struct jid j;
+    int rc = jid_parse(in, &j);
+    if (rc == ERR_NOMEM) {
+        return rc;
+    }
+    if (rc != 0 || j.local == NULL || j.resource != NULL) {
+        conf_err(ld, s, "'%s': '%s' is not a bare JID such as admin@a.test",
+                 name, esc(in, ebuf, sizeof(ebuf)));
+        jid_clear(&j);
+        return ERR_INVAL;
+    }
+    size_t len = strlen(j.local) + 1 + strlen(j.domain) + 1;
+    *out = malloc(len);
+    if (*out == NULL) {
+        jid_clear(&j);
+        return ERR_NOMEM;
+    }
+    snprintf(*out, len, "%s@%s", j.local, j.domain);
+    jid_clear(&j);
+    return 0;
 }
 
 /* A domain of at least two labels, such as fedgate.a.test. */

@@ -67,6 +67,9 @@ struct conf {
     char **domains; /* normalised, at least one */
     size_t ndomains;
     char *service_jid; /* normalised, e.g. fedgate.a.test */
+    char **admins;     /* bare JIDs allowed to run ad-hoc commands,
+                        * domain normalised; may be empty */
+    size_t nadmins;
 
     /* home server link (XEP-0114) */
     char *upstream_host;    /* IP address, default "127.0.0.1" */

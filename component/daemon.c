@@ -11,6 +11,11 @@
  * on undeliverable: an error reply to the sender, the other way round
  *             (errors and iq results are never answered)
  * on SIGHUP:  reload; a broken file is reported and the old config stays
+ * on an ad-hoc command (XEP-0050, xep/xep0050_adhoc.c): the service calls
+ *             the admin operations below; a reload asked for that way is
+ *             checked at once (the admin sees the errors) and applied from
+ *             a timer, since applying replaces the service that is running
+ *             the command
  * on SIGUSR1: log the state of every home-server stream and s2s route
  * on SIGTERM/SIGINT: close every stream cleanly, then leave the loop (a
  *             second signal leaves at once)
@@ -45,6 +50,11 @@ struct daemon {
     struct s2s *s2s;
     bool stopping;
     int pending_stops; /* subsystems still closing at shutdown */
+    struct xep_admin_ops admin;
+    uint64_t started_ms;
+    unsigned long bounces; /* undeliverable stanzas, both ways */
+    struct conf *pending;  /* a checked config the timer applies */
+    struct loop_timer *apply_timer;
 };
 
 /* The upstream domains of a config: the service JID, then each peer and
@@ -119,6 +129,12 @@ static int daemon_make_service(struct daemon *d, const struct conf *cfg)
     if (svc == NULL) {
         return ERR_NOMEM;
     }
+    int rc = service_set_admin(svc, (const char *const *)cfg->admins,
+                               cfg->nadmins, &d->admin);
+    if (rc != 0) {
+        service_free(svc);
+        return rc;
+    }
     service_free(d->svc);
     d->svc = svc;
     return 0;
@@ -160,6 +176,7 @@ static void daemon_on_s2s_undeliverable(void *ud,
 {
     struct daemon *d = ud;
     struct xml_node *r = daemon_error_for(st, condition, text);
+    d->bounces++;
     xml_unref(st);
     if (r != NULL) {
         (void)upstream_send(d->up, r); /* transferred */
@@ -192,6 +209,7 @@ static void daemon_on_undeliverable(void *ud,
              condition, text != NULL ? text : "");
     struct xml_node *r =
         from_service ? NULL : daemon_error_for(st, condition, text);
+    d->bounces++;
     xml_unref(st);
     if (r != NULL) {
         (void)s2s_send(d->s2s, r); /* transferred */
@@ -219,21 +237,52 @@ static int daemon_apply(struct daemon *d, const struct conf *cfg)
     return rc;
 }
 
+/*
+ * Reads and checks the configuration file again. 0 with the new config in
+ * *out, or ERR_CONFIG / ERR_NOMEM with the "file:line: message" lines in
+ * *errors (a new string, caller frees; may be NULL).
+ */
+static int
+daemon_reload_load(struct daemon *d, struct conf **out, char **errors)
+{
+    size_t errlen = 0;
+    *out = NULL;
+    *errors = NULL;
+    FILE *err = open_memstream(errors, &errlen);
+    if (err == NULL) {
+        return ERR_NOMEM;
+    }
+    int rc = conf_load(d->cfg->path, out, err);
+    fclose(err);
+    return rc;
+}
+
+/* Puts fresh (consumed) in force. */
+static void daemon_reload_commit(struct daemon *d, struct conf *fresh)
+{
+    log_setup(fresh->log_level, fresh->log_syslog, "fedgate");
+    /* The old config stays alive until the links hold copies of what they
+     * need from the new one. */
+    struct conf *old = d->cfg;
+    d->cfg = fresh;
+    int rc = daemon_apply(d, fresh);
+    if (rc != 0) {
+        log_error("reload of %s: applying failed: %s", fresh->path,
+                  err_str(rc));
+    } else {
+        log_info("reloaded %s: %zu peer(s)", fresh->path, fresh->npeers);
+    }
+    conf_free(old);
+}
+
 static void daemon_reload(struct daemon *d)
 {
     char *errors = NULL;
-    size_t errlen = 0;
     struct conf *fresh = NULL;
-    FILE *err = open_memstream(&errors, &errlen);
-    if (err == NULL) {
-        log_error("reload of %s failed: out of memory", d->cfg->path);
-        return;
-    }
-    int rc = conf_load(d->cfg->path, &fresh, err);
-    fclose(err);
+    int rc = daemon_reload_load(d, &fresh, &errors);
     if (rc != 0) {
-        log_error("reload of %s failed; keeping the running configuration",
-                  d->cfg->path);
+        log_error("reload of %s failed; keeping the running configuration%s",
+                  d->cfg->path, rc == ERR_NOMEM ? ": out of memory" : "");
         for (char *line = errors; line != NULL && *line != '\0';) {
             char *nl = strchr(line, '\n');
             if (nl != NULL) {
@@ -246,19 +295,249 @@ static void daemon_reload(struct daemon *d)
         return;
     }
     free(errors);
-    log_setup(fresh->log_level, fresh->log_syslog, "fedgate");
-    /* The old config stays alive until the links hold copies of what they
-     * need from the new one. */
-    struct conf *old = d->cfg;
-    d->cfg = fresh;
-    rc = daemon_apply(d, fresh);
-    if (rc != 0) {
-        log_error("reload of %s: applying failed: %s", fresh->path,
-                  err_str(rc));
-    } else {
-        log_info("reloaded %s: %zu peer(s)", fresh->path, fresh->npeers);
+    /* this file is newer than one an admin's reload left pending */
+    loop_timer_cancel(d->loop, d->apply_timer);
+    d->apply_timer = NULL;
+    conf_free(d->pending);
+    d->pending = NULL;
+    daemon_reload_commit(d, fresh); /* transferred */
+}
+
+/* ---- administration (XEP-0050 commands through struct xep_admin_ops) -- */
+
+static unsigned long long daemon_admin_now(void *ud)
+{
+    struct daemon *d = ud;
+    return loop_now_ms(d->loop);
+}
+
+/* The number of routes towards domain. */
+static size_t daemon_routes_to(const struct daemon *d, const char *domain)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < s2s_route_count(d->s2s); i++) {
+        struct s2s_route_info ri;
+        s2s_route_info(d->s2s, i, &ri);
+        n += ri.remote != NULL && strcmp(ri.remote, domain) == 0 ? 1 : 0;
     }
-    conf_free(old);
+    return n;
+}
+
+/* One entry per configured peer without a route, one per route else. */
+static size_t daemon_admin_peer_count(void *ud)
+{
+    struct daemon *d = ud;
+    size_t n = 0;
+    for (size_t i = 0; i < d->cfg->npeers; i++) {
+        size_t r = daemon_routes_to(d, d->cfg->peers[i].domain);
+        n += r > 0 ? r : 1;
+    }
+    return n;
+}
+
+static const char *daemon_auth_name(enum conf_auth a)
+{
+    switch (a) {
+    case CONF_AUTH_CERTIFICATE:
+        return "certificate";
+    case CONF_AUTH_DIALBACK:
+        return "dialback";
+    default:
+        return "certificate, else dialback";
+    }
+}
+
+static const char *daemon_home_link(const struct daemon *d, const char *domain)
+{
+    for (size_t i = 0; i < upstream_count(d->up); i++) {
+        struct upstream_link_info li;
+        upstream_info(d->up, i, &li);
+        if (li.domain != NULL && strcmp(li.domain, domain) == 0) {
+            return upstream_state_name(li.state);
+        }
+    }
+    return "none";
+}
+
+static int
+daemon_admin_peer_status(void *ud, size_t i, struct xep_peer_status *out)
+{
+    struct daemon *d = ud;
+    memset(out, 0, sizeof(*out));
+    for (size_t p = 0; p < d->cfg->npeers; p++) {
+        const struct conf_peer *peer = &d->cfg->peers[p];
+        size_t nr = daemon_routes_to(d, peer->domain);
+        size_t entries = nr > 0 ? nr : 1;
+        if (i >= entries) {
+            i -= entries;
+            continue;
+        }
+        bool inbound = s2s_inbound_from(d->s2s, peer->domain) > 0;
+        bool outbound = false;
+        out->domain = peer->domain;
+        out->auth = daemon_auth_name(peer->auth);
+        out->home_link = daemon_home_link(d, peer->domain);
+        out->state = "no route";
+        for (size_t k = 0; nr > 0 && k < s2s_route_count(d->s2s); k++) {
+            struct s2s_route_info ri;
+            s2s_route_info(d->s2s, k, &ri);
+            if (ri.remote == NULL || strcmp(ri.remote, peer->domain) != 0) {
+                continue;
+            }
+            if (i-- > 0) {
+                continue;
+            }
+            out->local = ri.local;
+            out->state = ri.state;
+            out->route_auth = ri.auth;
+            out->tls_version = ri.tls_version;
+            out->tls_cipher = ri.tls_cipher;
+            out->peer_subject = ri.peer_subject;
+            out->peer_not_after = (long long)ri.peer_not_after;
+            out->stanzas_out = ri.stanzas_out;
+            out->bytes_out = ri.bytes_out;
+            out->queued = ri.queued;
+            /* the current attempt's error, else the last failure */
+            out->last_error =
+                ri.last_error != NULL ? ri.last_error : ri.last_failure;
+            out->last_failure_at = (long long)ri.last_failure_at;
+            outbound = strcmp(ri.state, "ready") == 0;
+            break;
+        }
+        out->direction = outbound && inbound ? "both"
+                         : outbound          ? "outbound"
+                         : inbound           ? "inbound"
+                                             : "none";
+        return 0;
+    }
+    return ERR_NOT_FOUND;
+}
+
+static void daemon_admin_stats(void *ud, struct xep_stats *out)
+{
+    struct daemon *d = ud;
+    memset(out, 0, sizeof(*out));
+    out->uptime_s =
+        (unsigned long)((loop_now_ms(d->loop) - d->started_ms) / 1000u);
+    out->links_total = upstream_count(d->up);
+    for (size_t i = 0; i < upstream_count(d->up); i++) {
+        struct upstream_link_info li;
+        upstream_info(d->up, i, &li);
+        out->links_up += li.state == UPSTREAM_READY ? 1 : 0;
+    }
+    out->routes_total = s2s_route_count(d->s2s);
+    for (size_t i = 0; i < s2s_route_count(d->s2s); i++) {
+        struct s2s_route_info ri;
+        s2s_route_info(d->s2s, i, &ri);
+        out->stanzas_out += ri.stanzas_out;
+        size_t k = 0;
+        while (k < out->nroutes_by_state &&
+               strcmp(out->routes_by_state[k].name, ri.state) != 0) {
+            k++;
+        }
+        if (k == out->nroutes_by_state && k < XEP_STATS_MAX) {
+            out->routes_by_state[k].name = ri.state;
+            out->nroutes_by_state++;
+        }
+        if (k < XEP_STATS_MAX) {
+            out->routes_by_state[k].count++;
+        }
+    }
+    out->inbound = s2s_inbound_count(d->s2s);
+    out->bounces = d->bounces;
+    struct s2s_stats ss;
+    s2s_stats(d->s2s, &ss);
+    for (size_t i = 0; i < S2S_AUTHFAIL_COUNT && i < XEP_STATS_MAX; i++) {
+        out->auth_failures += ss.auth_failures[i];
+        out->auth_failures_by_reason[i].name =
+            s2s_auth_failure_name((enum s2s_auth_failure)i);
+        out->auth_failures_by_reason[i].count = ss.auth_failures[i];
+        out->nauth_failures_by_reason++;
+    }
+}
+
+static int daemon_admin_set_log_level(void *ud, const char *name)
+{
+    (void)ud;
+    enum log_level level;
+    if (name == NULL || log_level_parse(name, &level) != 0) {
+        return ERR_INVAL;
+    }
+    log_set_level(level);
+    /* at error level too: an admin changed what the log will show */
+    log_error("log level set to %s by an administrator", name);
+    return 0;
+}
+
+static const char *daemon_admin_log_level(void *ud)
+{
+    (void)ud;
+    return log_level_name(log_get_level());
+}
+
+static void daemon_apply_pending(struct loop *loop, void *ud)
+{
+    (void)loop;
+    struct daemon *d = ud;
+    struct conf *fresh = d->pending;
+    d->apply_timer = NULL;
+    d->pending = NULL;
+    if (fresh != NULL && !d->stopping) {
+        daemon_reload_commit(d, fresh); /* transferred */
+    } else {
+        conf_free(fresh);
+    }
+}
+
+static int daemon_admin_reload(void *ud, char *msg, size_t msglen)
+{
+    struct daemon *d = ud;
+    char *errors = NULL;
+    struct conf *fresh = NULL;
+    log_info("reload of %s asked for by an administrator", d->cfg->path);
+    int rc = daemon_reload_load(d, &fresh, &errors);
+    if (rc != 0) {
+        snprintf(msg, msglen, "%s",
+                 errors != NULL && errors[0] != '\0' ? errors : err_str(rc));
+        log_error("reload of %s failed; keeping the running configuration",
+                  d->cfg->path);
+        free(errors);
+        return rc == ERR_NOMEM ? rc : ERR_CONFIG;
+    }
+    free(errors);
+    if (d->apply_timer == NULL) {
+        d->apply_timer = loop_timer_add(d->loop, 0, daemon_apply_pending, d);
+        if (d->apply_timer == NULL) {
+            conf_free(fresh);
+            snprintf(msg, msglen, "out of memory");
+            return ERR_NOMEM;
+        }
+    }
+    conf_free(d->pending);
+    d->pending = fresh; /* transferred */
+    snprintf(msg, msglen, "%s: %zu peer(s), %zu admin(s); applied now",
+             fresh->path, fresh->npeers, fresh->nadmins);
+    return 0;
+}
+
+static int daemon_admin_snippet(void *ud, const char *kind, char **out)
+{
+    struct daemon *d = ud;
+    size_t len = 0;
+    *out = NULL;
+    FILE *f = open_memstream(out, &len);
+    if (f == NULL) {
+        return ERR_NOMEM;
+    }
+    int rc = conf_print_server(d->cfg, kind, f);
+    if (fclose(f) != 0 && rc == 0) {
+        rc = ERR_NOMEM;
+    }
+    if (rc != 0) {
+        free(*out);
+        *out = NULL;
+    }
+    return rc;
 }
 
 static void daemon_on_stopped(void *ud)
@@ -384,6 +663,17 @@ static int daemon_make_s2s(struct daemon *d, const struct conf *cfg)
 int daemon_run(struct conf *cfg)
 {
     struct daemon d = {.cfg = cfg};
+    d.admin = (struct xep_admin_ops){
+        .ud = &d,
+        .now_ms = daemon_admin_now,
+        .peer_count = daemon_admin_peer_count,
+        .peer_status = daemon_admin_peer_status,
+        .stats = daemon_admin_stats,
+        .set_log_level = daemon_admin_set_log_level,
+        .log_level = daemon_admin_log_level,
+        .reload = daemon_admin_reload,
+        .server_snippet = daemon_admin_snippet,
+    };
     struct upstream_settings s;
     int rc = ERR_NOMEM;
     static const int signals[] = {SIGTERM, SIGINT, SIGHUP, SIGUSR1};
@@ -400,6 +690,7 @@ int daemon_run(struct conf *cfg)
         rc = ERR_SYS;
         goto out;
     }
+    d.started_ms = loop_now_ms(d.loop);
     for (size_t i = 0; i < sizeof(signals) / sizeof(signals[0]); i++) {
         rc = loop_signal(d.loop, signals[i], daemon_on_signal, &d);
         if (rc != 0) {
@@ -436,6 +727,10 @@ int daemon_run(struct conf *cfg)
     }
     log_info("stopped");
 out:
+    if (d.loop != NULL) {
+        loop_timer_cancel(d.loop, d.apply_timer);
+    }
+    conf_free(d.pending);
     upstream_free(d.up);
     s2s_free(d.s2s);
     dns_free(d.dns);

@@ -115,6 +115,9 @@ struct s2s_route {
     unsigned long stanzas_out;
     unsigned long bytes_out;
     char last_error[256];
+    char last_failure[256]; /* last_error of the last failed attempt: kept
+                             * when the next attempt starts, for admins */
+    time_t last_failure_at;
     struct backoff backoff;   /* between attempts after transient failures */
     struct loop_timer *retry; /* the next attempt, while stanzas wait */
     uint64_t attempt_ms;      /* when the last attempt started */
@@ -149,6 +152,7 @@ struct s2s_conn {
     uint64_t last_out_ms;
     uint64_t last_stanza_ms; /* a stanza in or out; keepalives don't count */
     unsigned long stanzas_in;
+    char auth_remote[256]; /* inbound: the last remote domain authenticated */
     struct s2s_conn *next;
 };
 
@@ -177,6 +181,7 @@ struct s2s {
     void (*shutdown_done)(void *ud);
     void *shutdown_ud;
     struct loop_timer *shutdown_timer;
+    unsigned long auth_failures[S2S_AUTHFAIL_COUNT]; /* for administration */
 };
 
 static void conn_destroy(struct s2s_conn *c, const char *why);
@@ -351,6 +356,8 @@ route_fail(struct s2s_route *r, const char *condition, const char *fmt, ...)
     vsnprintf(why, sizeof(why), fmt, ap);
     va_end(ap);
     memcpy(r->last_error, why, sizeof(why));
+    memcpy(r->last_failure, why, sizeof(why));
+    r->last_failure_at = time(NULL);
     log_conn(LOG_LEVEL_WARN, r->remote, "route %s -> %s failed: %s", r->local,
              r->remote, r->last_error);
     route_clear_lookup(r);
@@ -812,6 +819,9 @@ static void cb_authenticated(void *ud,
         return;
     }
     c->authenticated = true;
+    if (!c->outbound) {
+        snprintf(c->auth_remote, sizeof(c->auth_remote), "%s", remote);
+    }
     loop_timer_cancel(c->s2s->loop, c->timer);
     c->timer = NULL;
     log_conn(LOG_LEVEL_INFO, c->who, "authenticated %s -> %s with %s%s",
@@ -838,12 +848,36 @@ static void cb_authenticated(void *ud,
     }
 }
 
+/* A coarse reason for the statistics: one strstr or two per failure. */
+static enum s2s_auth_failure s2s_auth_failure_kind(const char *reason)
+{
+    if (reason == NULL) {
+        return S2S_AUTHFAIL_OTHER;
+    }
+    if (strstr(reason, "policy") != NULL || strstr(reason, "allowed") != NULL ||
+        strstr(reason, "denied") != NULL) {
+        return S2S_AUTHFAIL_POLICY;
+    }
+    if (strstr(reason, "ertificate") != NULL ||
+        strstr(reason, "EXTERNAL") != NULL || strstr(reason, "SASL") != NULL) {
+        return S2S_AUTHFAIL_CERTIFICATE;
+    }
+    if (strstr(reason, "TLS") != NULL) {
+        return S2S_AUTHFAIL_TLS;
+    }
+    if (strstr(reason, "ialback") != NULL || strstr(reason, "key") != NULL) {
+        return S2S_AUTHFAIL_DIALBACK;
+    }
+    return S2S_AUTHFAIL_OTHER;
+}
+
 static void cb_auth_failed(void *ud,
                            const char *local,
                            const char *remote,
                            const char *reason)
 {
     struct s2s_conn *c = ud;
+    c->s2s->auth_failures[s2s_auth_failure_kind(reason)]++;
     log_conn(LOG_LEVEL_WARN, c->who, "authentication of %s -> %s failed: %s",
              c->outbound ? local : remote, c->outbound ? remote : local,
              reason);
@@ -1380,6 +1414,8 @@ static void route_retry_later(struct s2s_route *r)
         route_fail(r, "remote-server-not-found", "%s", r->last_error);
         return;
     }
+    memcpy(r->last_failure, r->last_error, sizeof(r->last_failure));
+    r->last_failure_at = time(NULL);
     uint32_t delay = backoff_next(&r->backoff);
     log_conn(LOG_LEVEL_WARN, r->remote,
              "route %s -> %s: %s; %zu stanza(s) wait, retrying in %u ms",
@@ -1986,6 +2022,8 @@ void s2s_route_info(const struct s2s *s2s, size_t i, struct s2s_route_info *out)
     out->bytes_out = r->bytes_out;
     out->queued = r->queue.count;
     out->last_error = r->last_error[0] != '\0' ? r->last_error : NULL;
+    out->last_failure = r->last_failure[0] != '\0' ? r->last_failure : NULL;
+    out->last_failure_at = r->last_failure_at;
     out->pings_sent = r->pings_sent;
     out->pings_answered = r->pings_answered;
     const struct s2s_conn *c = r->out;
@@ -2006,4 +2044,31 @@ size_t s2s_inbound_count(const struct s2s *s2s)
         n += c->outbound ? 0 : 1;
     }
     return n;
+}
+
+size_t s2s_inbound_from(const struct s2s *s2s, const char *remote)
+{
+    size_t n = 0;
+    for (const struct s2s_conn *c = s2s->conns; c != NULL; c = c->next) {
+        n += !c->outbound && !c->dead && c->authenticated &&
+                     strcmp(c->auth_remote, remote) == 0
+                 ? 1
+                 : 0;
+    }
+    return n;
+}
+
+void s2s_stats(const struct s2s *s2s, struct s2s_stats *out)
+{
+    memset(out, 0, sizeof(*out));
+    for (size_t i = 0; i < S2S_AUTHFAIL_COUNT; i++) {
+        out->auth_failures[i] = s2s->auth_failures[i];
+    }
+}
+
+const char *s2s_auth_failure_name(enum s2s_auth_failure kind)
+{
+    static const char *const names[S2S_AUTHFAIL_COUNT] = {
+        "tls", "certificate", "dialback", "policy", "other"};
+    return kind < S2S_AUTHFAIL_COUNT ? names[kind] : "other";
 }

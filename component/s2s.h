@@ -92,6 +92,9 @@ struct s2s_route_info {
     unsigned long bytes_out;
     size_t queued;
     const char *last_error;       /* or NULL */
+    const char *last_failure;     /* why the last failed attempt failed
+                                   * (kept across retries), or NULL */
+    time_t last_failure_at;       /* when, or 0 */
     unsigned long pings_sent;     /* XEP-0199 pings on the outbound stream */
     unsigned long pings_answered; /* and answers taken (result or error) */
 };
@@ -103,5 +106,25 @@ void s2s_route_info(const struct s2s *s2s,
 
 /* Inbound connections and their authenticated pairs, for tests/status. */
 size_t s2s_inbound_count(const struct s2s *s2s);
+
+/* Authenticated inbound connections from remote (a normalised domain). */
+size_t s2s_inbound_from(const struct s2s *s2s, const char *remote);
+
+/* Why s2s authentication failed, coarsely, for statistics. */
+enum s2s_auth_failure {
+    S2S_AUTHFAIL_TLS,         /* no TLS where it was required */
+    S2S_AUTHFAIL_CERTIFICATE, /* certificate / SASL EXTERNAL refused */
+    S2S_AUTHFAIL_DIALBACK,    /* dialback key not confirmed */
+    S2S_AUTHFAIL_POLICY,      /* the peer's policy forbade the method */
+    S2S_AUTHFAIL_OTHER,
+    S2S_AUTHFAIL_COUNT,
+};
+
+struct s2s_stats {
+    unsigned long auth_failures[S2S_AUTHFAIL_COUNT]; /* both directions */
+};
+
+void s2s_stats(const struct s2s *s2s, struct s2s_stats *out);
+const char *s2s_auth_failure_name(enum s2s_auth_failure kind);
 
 #endif

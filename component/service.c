@@ -3,7 +3,7 @@
  *
  * on iq get/set: find the handler for the payload; none: service-unavailable;
  *                handler error: item-not-found / bad-request /
- *                internal-server-error
+ *                forbidden / internal-server-error
  * on iq result/error: nothing asked for it yet, so it is logged and freed
  * on message: error reply (the service takes no messages yet)
  * on presence: logged and freed (RFC 6121 lets a service ignore presence)
@@ -26,6 +26,9 @@ struct service {
     size_t npeers;
     const char **features;
     size_t nfeatures;
+    char **admins;
+    size_t nadmins;
+    void **states; /* one per handler of xep_handlers, or NULL */
     struct xep_context ctx;
     unsigned long handled;
     unsigned long errors;
@@ -51,6 +54,29 @@ static int service_collect_features(struct service *svc)
     return 0;
 }
 
+/* Creates the state of every handler that keeps one. */
+static int service_make_states(struct service *svc)
+{
+    size_t n = 0;
+    while (xep_handlers[n] != NULL) {
+        n++;
+    }
+    svc->states = calloc(n > 0 ? n : 1, sizeof(*svc->states));
+    if (svc->states == NULL) {
+        return ERR_NOMEM;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (xep_handlers[i]->state_new == NULL) {
+            continue;
+        }
+        svc->states[i] = xep_handlers[i]->state_new();
+        if (svc->states[i] == NULL) {
+            return ERR_NOMEM;
+        }
+    }
+    return 0;
+}
+
 struct service *service_new(const char *jid,
                             const char *const *peers,
                             size_t npeers,
@@ -64,7 +90,7 @@ struct service *service_new(const char *jid,
     svc->jid = strdup(jid);
     svc->peers = calloc(npeers > 0 ? npeers : 1, sizeof(*svc->peers));
     if (svc->jid == NULL || svc->peers == NULL ||
-        service_collect_features(svc) != 0) {
+        service_collect_features(svc) != 0 || service_make_states(svc) != 0) {
         goto fail;
     }
     for (size_t i = 0; i < npeers; i++) {
@@ -88,11 +114,58 @@ fail:
     return NULL;
 }
 
+static void service_free_admins(struct service *svc)
+{
+    for (size_t i = 0; i < svc->nadmins; i++) {
+        free(svc->admins[i]);
+    }
+    free(svc->admins);
+    svc->admins = NULL;
+    svc->nadmins = 0;
+}
+
+int service_set_admin(struct service *svc,
+                      const char *const *admins,
+                      size_t nadmins,
+                      const struct xep_admin_ops *ops)
+{
+    char **copy = calloc(nadmins > 0 ? nadmins : 1, sizeof(*copy));
+    if (copy == NULL) {
+        return ERR_NOMEM;
+    }
+    for (size_t i = 0; i < nadmins; i++) {
+        copy[i] = strdup(admins[i]);
+        if (copy[i] == NULL) {
+            for (size_t j = 0; j < i; j++) {
+                free(copy[j]);
+            }
+            free(copy);
+            return ERR_NOMEM;
+        }
+    }
+    service_free_admins(svc);
+    svc->admins = copy; /* transferred */
+    svc->nadmins = nadmins;
+    svc->ctx.admins = (const char *const *)svc->admins;
+    svc->ctx.nadmins = svc->nadmins;
+    svc->ctx.admin = ops;
+    return 0;
+}
+
 void service_free(struct service *svc)
 {
     if (svc == NULL) {
         return;
     }
+    if (svc->states != NULL) {
+        for (size_t i = 0; xep_handlers[i] != NULL; i++) {
+            if (svc->states[i] != NULL) {
+                xep_handlers[i]->state_free(svc->states[i]);
+            }
+        }
+        free(svc->states);
+    }
+    service_free_admins(svc);
     for (size_t i = 0; i < svc->npeers; i++) {
         free(svc->peers[i]);
     }
@@ -151,6 +224,8 @@ static const char *service_condition_for(int rc)
         return "item-not-found";
     case ERR_INVAL:
         return "bad-request";
+    case ERR_AUTH:
+        return "forbidden";
     case ERR_NOMEM:
         return "resource-constraint";
     default:
@@ -182,7 +257,9 @@ void service_handle(struct service *svc, struct xml_node *st)
         if (!service_matches(h, st, payload)) {
             continue;
         }
+        svc->ctx.state = svc->states[i];
         int rc = h->handle(&svc->ctx, st);
+        svc->ctx.state = NULL;
         if (rc != 0) {
             log_conn(LOG_LEVEL_DEBUG, svc->jid, "XEP-%s handler: %s", h->xep,
                      err_str(rc));

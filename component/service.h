@@ -12,6 +12,7 @@
 
 #include <stddef.h>
 
+#include "xep.h"
 #include "xml.h"
 
 struct service;
@@ -28,6 +29,16 @@ struct service *service_new(const char *jid,
                             size_t npeers,
                             service_send_fn *send,
                             void *ud);
+
+/*
+ * Sets who may administer the service (bare JIDs, copied) and the
+ * operations the XEP-0050 commands use (borrowed: ops must outlive the
+ * service; NULL: no commands can run). 0 or ERR_NOMEM (nothing changed).
+ */
+int service_set_admin(struct service *svc,
+                      const char *const *admins,
+                      size_t nadmins,
+                      const struct xep_admin_ops *ops);
 
 /* Handles one stanza addressed to the service. Consumes st. */
 void service_handle(struct service *svc, struct xml_node *st);

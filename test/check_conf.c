@@ -189,6 +189,7 @@ static const char *const full_conf[] = {
     "           queue_max_stanzas = 50; queue_max_bytes = 65536; "
     "queue_timeout = 30; };",
     "log = { level = \"debug\"; syslog = true; };",
+    "admins = [ \"admin@A2.test.\", \"ops@a.test\" ];",
     NULL};
 
 static struct conf *load_ok(const char *const *lines)
@@ -427,6 +428,59 @@ START_TEST(test_err_missing_file)
     snprintf(want, sizeof(want),
              "%s: cannot read: ", tmpfile_path("absent.conf"));
     ck_assert_msg(strstr(errs, want) == errs, "got: %s", errs);
+    free(errs);
+}
+END_TEST
+
+START_TEST(test_admins_normalised)
+{
+    struct conf *cfg = load_ok(full_conf);
+    ck_assert_uint_eq(cfg->nadmins, 2);
+    ck_assert_str_eq(cfg->admins[0], "admin@a2.test");
+    ck_assert_str_eq(cfg->admins[1], "ops@a.test");
+    conf_free(cfg);
+    cfg = load_ok(LINES("service_jid = \"fedgate.a.test\";",
+                        "domains = [ \"a.test\" ];",
+                        "upstream = { secret = \"s\"; };"));
+    ck_assert_uint_eq(cfg->nadmins, 0);
+    conf_free(cfg);
+}
+END_TEST
+
+START_TEST(test_err_admin_not_bare)
+{
+    expect_error(LINES("service_jid = \"fedgate.a.test\";",
+                       "domains = [ \"a.test\" ];",
+                       "upstream = { secret = \"s\"; };",
+                       "admins = [ \"admin@a.test/phone\" ];"),
+                 4,
+                 "'admins': 'admin@a.test/phone' is not a bare JID such as "
+                 "admin@a.test");
+    expect_error(LINES("service_jid = \"fedgate.a.test\";",
+                       "domains = [ \"a.test\" ];", "admins = [ \"a.test\" ];",
+                       "upstream = { secret = \"s\"; };"),
+                 3, "'admins': 'a.test' is not a bare JID");
+    expect_error(LINES("service_jid = \"fedgate.a.test\";",
+                       "domains = [ \"a.test\" ];",
+                       "admins = [ \"bad user@a.test\" ];",
+                       "upstream = { secret = \"s\"; };"),
+                 3, "'admins': 'bad user@a.test' is not a bare JID");
+}
+END_TEST
+
+START_TEST(test_err_admin_duplicate)
+{
+    struct conf *cfg = NULL;
+    char *errs = NULL;
+    int rc = load_lines(LINES("service_jid = \"fedgate.a.test\";",
+                              "domains = [ \"a.test\" ];",
+                              "admins = [ \"x@a.test\", \"x@A.test\" ];",
+                              "upstream = { secret = \"s\"; };"),
+                        &cfg, &errs);
+    ck_assert_int_eq(rc, ERR_CONFIG);
+    ck_assert_ptr_null(cfg);
+    ck_assert_msg(strstr(errs, "fedgate.conf:3: ") != NULL, "%s", errs);
+    ck_assert_msg(strstr(errs, "admins") != NULL, "%s", errs);
     free(errs);
 }
 END_TEST
@@ -1295,6 +1349,9 @@ static Suite *conf_suite(void)
          test_err_tls_domains_without_default},
         {"err_tls_domains_not_a_list", test_err_tls_domains_not_a_list},
         {"keepalive_lower_bound", test_keepalive_lower_bound},
+        {"admins_normalised", test_admins_normalised},
+        {"err_admin_not_bare", test_err_admin_not_bare},
+        {"err_admin_duplicate", test_err_admin_duplicate},
     };
 
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {

@@ -17,6 +17,83 @@
 #include "stanza.h"
 #include "xml.h"
 
+/* One configured peer and one of its routes, for administration. Strings
+ * are borrowed until the handler returns. */
+struct xep_peer_status {
+    const char *domain;       /* the configured peer domain */
+    const char *local;        /* local domain of the route, or NULL */
+    const char *state;        /* route state, or "no route" */
+    const char *direction;    /* "none", "outbound", "inbound" or "both" */
+    const char *home_link;    /* state of its home-server link */
+    const char *auth;         /* configured mechanism(s) */
+    const char *route_auth;   /* mechanism the route used, or NULL */
+    const char *tls_version;  /* or NULL */
+    const char *tls_cipher;   /* or NULL */
+    const char *peer_subject; /* certificate subject, or NULL */
+    long long peer_not_after; /* certificate expiry (Unix time), or 0 */
+    unsigned long stanzas_out;
+    unsigned long bytes_out;
+    unsigned long queued;
+    const char *last_error;    /* last failure and its reason, or NULL */
+    long long last_failure_at; /* when it happened (Unix time), or 0 */
+};
+
+/* A name and a count, for the statistics command. */
+struct xep_count {
+    const char *name;
+    unsigned long count;
+};
+
+#define XEP_STATS_MAX 8
+
+struct xep_stats {
+    unsigned long uptime_s;
+    unsigned long links_up;    /* home-server links ready */
+    unsigned long links_total; /* home-server links configured */
+    unsigned long routes_total;
+    struct xep_count routes_by_state[XEP_STATS_MAX];
+    size_t nroutes_by_state;
+    unsigned long inbound; /* inbound s2s connections */
+    unsigned long stanzas_out;
+    unsigned long bounces; /* error replies for undeliverable stanzas */
+    unsigned long auth_failures;
+    struct xep_count auth_failures_by_reason[XEP_STATS_MAX];
+    size_t nauth_failures_by_reason;
+};
+
+/*
+ * What the administration commands (XEP-0050) may ask of the daemon. Set
+ * up by the daemon; every function gets ud. Results are copied out or
+ * borrowed only until the handler returns.
+ */
+struct xep_admin_ops {
+    void *ud;
+    /* Monotonic clock in milliseconds (session expiry). */
+    unsigned long long (*now_ms)(void *ud);
+    /* Number of peer entries (one per configured peer and per route). */
+    size_t (*peer_count)(void *ud);
+    /* Entry i (0 <= i < peer_count). 0 or ERR_NOT_FOUND. */
+    int (*peer_status)(void *ud, size_t i, struct xep_peer_status *out);
+    void (*stats)(void *ud, struct xep_stats *out);
+    /* Sets the log level ("error", "warn", "info", "debug") at once.
+     * 0 or ERR_INVAL. */
+    int (*set_log_level)(void *ud, const char *level);
+    /* The current log level's name. */
+    const char *(*log_level)(void *ud);
+    /*
+     * Reloads the configuration file, as SIGHUP does. 0, with a summary in
+     * msg; or ERR_CONFIG with the "file:line: message" lines in msg
+     * (cut to msglen), the running configuration staying in force. The
+     * new configuration is applied after the handler returns.
+     */
+    int (*reload)(void *ud, char *msg, size_t msglen);
+    /*
+     * The home-server snippet for kind "prosody" or "ejabberd" as a new
+     * string in *out (caller frees). 0, ERR_INVAL or ERR_NOMEM.
+     */
+    int (*server_snippet)(void *ud, const char *kind, char **out);
+};
+
 /* What a handler may use of the service that runs it. */
 struct xep_context {
     const char *service_jid;     /* fedgate's own JID */
@@ -28,13 +105,30 @@ struct xep_context {
     /* Sends a stanza to the home server. Consumes stanza. 0 or error. */
     int (*send)(void *ud, struct xml_node *stanza);
     void *send_ud;
+    /* Bare JIDs allowed to administer fedgate (domain normalised). */
+    const char *const *admins;
+    size_t nadmins;
+    /* Administration operations, or NULL when nothing offers them. */
+    const struct xep_admin_ops *admin;
+    /* This handler's own state (from its state_new), or NULL. */
+    void *state;
 };
+
+/*
+ * A handler's answer to a disco query on one of its nodes: 0 when it
+ * answered (through ctx->send), ERR_NOT_FOUND when the node is not its
+ * own, or another negative code as for xep_handle_fn. Borrows st.
+ */
+typedef int xep_disco_fn(const struct xep_context *ctx,
+                         const struct xml_node *st,
+                         const char *node);
 
 /*
  * Handles one stanza addressed to the service. Borrows st. Returns 0 when
  * it answered (through ctx->send), or a negative code; the service then
  * replies with the stanza error for that code (ERR_NOT_FOUND:
- * item-not-found, ERR_INVAL: bad-request, else internal-server-error).
+ * item-not-found, ERR_INVAL: bad-request, ERR_AUTH: forbidden, else
+ * internal-server-error).
  */
 typedef int xep_handle_fn(const struct xep_context *ctx,
                           const struct xml_node *st);
@@ -49,6 +143,13 @@ struct xep_handler {
     const char *element;         /* payload element (iq), or NULL for any */
     const char *const *features; /* disco features, NULL-terminated */
     xep_handle_fn *handle;
+    /* Optional: state kept across stanzas (ctx->state), created with
+     * the service and freed with it. NULL from state_new: ERR_NOMEM. */
+    void *(*state_new)(void);
+    void (*state_free)(void *state);
+    /* Optional: disco#info and disco#items on the handler's nodes. */
+    xep_disco_fn *disco_info;
+    xep_disco_fn *disco_items;
 };
 
 /* The table of handlers, NULL-terminated (xep_table.c). */
@@ -56,6 +157,7 @@ extern const struct xep_handler *const xep_handlers[];
 
 extern const struct xep_handler xep0030_disco_info;
 extern const struct xep_handler xep0030_disco_items;
+extern const struct xep_handler xep0050_adhoc;
 extern const struct xep_handler xep0092_version;
 extern const struct xep_handler xep0199_ping;
 

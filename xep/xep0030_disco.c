@@ -1,17 +1,42 @@
 /*
  * xep0030_disco.c: XEP-0030 Service Discovery on the service JID.
  * on disco#info get: identity gateway/xmpp plus every handler's features;
- *                    a node we do not know gets item-not-found.
- * on disco#items get: one item per peer domain fedgate links to.
+ *                    with a node: the handler that owns the node answers
+ *                    (XEP-0050 commands); nobody: item-not-found.
+ * on disco#items get: one item per peer domain fedgate links to; with a
+ *                    node: as for disco#info.
  */
 #include "config.h"
 
 #include "xep.h"
 
+#include <stdbool.h>
+
 #define XEP0030_INFO  "http://jabber.org/protocol/disco#info"
 #define XEP0030_ITEMS "http://jabber.org/protocol/disco#items"
 
-/* A query with a node attribute asks about something we do not have. */
+/* A query with a node goes to the handler that owns the node. The node
+ * handlers do not get their own state (ctx->state is the caller's). */
+static int xep0030_node(const struct xep_context *ctx,
+                        const struct xml_node *st,
+                        const char *node,
+                        bool info)
+{
+    for (size_t i = 0; xep_handlers[i] != NULL; i++) {
+        xep_disco_fn *fn =
+            info ? xep_handlers[i]->disco_info : xep_handlers[i]->disco_items;
+        if (fn == NULL) {
+            continue;
+        }
+        int rc = fn(ctx, st, node);
+        if (rc != ERR_NOT_FOUND) {
+            return rc;
+        }
+    }
+    return ERR_NOT_FOUND;
+}
+
+/* A query with a node attribute is answered by xep0030_node. */
 static int xep0030_start(const struct xml_node *st,
                          const char *ns,
                          struct xml_node **reply,
@@ -19,7 +44,7 @@ static int xep0030_start(const struct xml_node *st,
 {
     const struct xml_node *q = xml_child(st, ns, "query");
     if (q != NULL && xml_attr(q, "node") != NULL) {
-        return ERR_NOT_FOUND;
+        return ERR_AGAIN;
     }
     *reply = stanza_iq_result(st);
     if (*reply == NULL) {
@@ -39,6 +64,10 @@ static int xep0030_info(const struct xep_context *ctx,
     struct xml_node *r;
     struct xml_node *q;
     int rc = xep0030_start(st, XEP0030_INFO, &r, &q);
+    if (rc == ERR_AGAIN) {
+        const struct xml_node *qn = xml_child(st, XEP0030_INFO, "query");
+        return xep0030_node(ctx, st, xml_attr(qn, "node"), true);
+    }
     if (rc != 0) {
         return rc;
     }
@@ -66,6 +95,10 @@ static int xep0030_items(const struct xep_context *ctx,
     struct xml_node *r;
     struct xml_node *q;
     int rc = xep0030_start(st, XEP0030_ITEMS, &r, &q);
+    if (rc == ERR_AGAIN) {
+        const struct xml_node *qn = xml_child(st, XEP0030_ITEMS, "query");
+        return xep0030_node(ctx, st, xml_attr(qn, "node"), false);
+    }
     if (rc != 0) {
         return rc;
     }

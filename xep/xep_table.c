@@ -7,9 +7,6 @@
 #include "xep.h"
 
 const struct xep_handler *const xep_handlers[] = {
-    &xep0030_disco_info,
-    &xep0030_disco_items,
-    &xep0092_version,
-    &xep0199_ping,
-    NULL,
+    &xep0030_disco_info, &xep0030_disco_items, &xep0050_adhoc,
+    &xep0092_version,    &xep0199_ping,        NULL,
 };
