@@ -1,15 +1,83 @@
 /*
  * fuzz_service.c: stanza dispatch on the service JID: whatever stanza a
- * client sends to fedgate's JID is parsed and handled; replies are
- * serialised and dropped.
+ * client (or an admin, admin@a.test) sends to fedgate's JID is parsed and
+ * handled, ad-hoc command sessions included; the admin operations are
+ * fakes that answer from fixed data. Replies are serialised and dropped.
  */
 #include "config.h"
 
 #include "buf.h"
+#include "err.h"
 #include "fuzz.h"
 #include "log.h"
 #include "service.h"
+#include "xep.h"
 #include "xmlparse.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static unsigned long long f_now(void *ud)
+{
+    return 1000;
+}
+
+static size_t f_peer_count(void *ud)
+{
+    return 1;
+}
+
+static int f_peer_status(void *ud, size_t i, struct xep_peer_status *out)
+{
+    static const struct xep_peer_status peer = {
+        .domain = "b.test",
+        .local = "a.test",
+        .state = "idle",
+        .direction = "none",
+        .home_link = "ready",
+        .auth = "any",
+        .last_error = "connect failed: Connection refused",
+        .last_failure_at = 1,
+    };
+    if (i != 0) {
+        return ERR_NOT_FOUND;
+    }
+    *out = peer;
+    return 0;
+}
+
+static void f_stats(void *ud, struct xep_stats *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->uptime_s = 5;
+    out->links_total = 2;
+}
+
+static int f_set_log_level(void *ud, const char *level)
+{
+    return strcmp(level, "debug") == 0 || strcmp(level, "info") == 0 ||
+                   strcmp(level, "warn") == 0 || strcmp(level, "error") == 0
+               ? 0
+               : ERR_INVAL;
+}
+
+static const char *f_log_level(void *ud)
+{
+    return "error";
+}
+
+static int f_reload(void *ud, char *msg, size_t msglen)
+{
+    snprintf(msg, msglen, "fuzz: nothing reloaded");
+    return 0;
+}
+
+static int f_server_snippet(void *ud, const char *kind, char **out)
+{
+    *out = strdup("Component \"b.test\"\n");
+    return *out != NULL ? 0 : ERR_NOMEM;
+}
 
 static int s_send(void *ud, struct xml_node *st)
 {
@@ -33,8 +101,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         "<stream:stream xmlns:stream='http://etherx.jabber.org/streams' "
         "xmlns='jabber:component:accept'>";
     static const char *const peers[] = {"b.test"};
+    static const char *const admins[] = {"admin@a.test"};
+    static const struct xep_admin_ops ops = {
+        .now_ms = f_now,
+        .peer_count = f_peer_count,
+        .peer_status = f_peer_status,
+        .stats = f_stats,
+        .set_log_level = f_set_log_level,
+        .log_level = f_log_level,
+        .reload = f_reload,
+        .server_snippet = f_server_snippet,
+    };
     struct service *svc = service_new("fedgate.a.test", peers, 1, s_send, NULL);
     if (svc == NULL) {
+        return 0;
+    }
+    if (service_set_admin(svc, admins, 1, &ops) != 0) {
+        service_free(svc);
         return 0;
     }
     struct xmlparse_callbacks cb = {.stanza = s_stanza};
