@@ -2,8 +2,10 @@
  * daemon.c: wires configuration, loop, home-server links and the service
  * JID together.
  *
- * on start:   log setup, links for the service JID and every peer and peer
- *             service domain, signals into the loop
+ * on start:   log setup, state_db opened (an error naming the file stops
+ *             the start), links for the service JID and every peer and
+ *             peer service domain, the stored blocks applied, signals
+ *             into the loop
  * on stanza from the home server:
  *             for the service JID: the service answers it
  *             for a peer domain: out over the s2s route (local, peer)
@@ -16,6 +18,9 @@
  *             checked at once (the admin sees the errors) and applied from
  *             a timer, since applying replaces the service that is running
  *             the command
+ * on block/unblock, disconnect/retry (ad-hoc): the change is written to
+ *             state_db with an audit row first, then applied to the
+ *             peering engine; a change that cannot be stored is refused
  * on SIGUSR1: log the state of every home-server stream and s2s route
  * on SIGTERM/SIGINT: close every stream cleanly, then leave the loop (a
  *             second signal leaves at once)
@@ -32,6 +37,7 @@
 #include "s2s.h"
 #include "service.h"
 #include "stanza.h"
+#include "store.h"
 #include "tls.h"
 #include "upstream.h"
 
@@ -39,6 +45,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 struct daemon {
     struct loop *loop;
@@ -48,6 +55,7 @@ struct daemon {
     struct dns *dns;
     struct tls_ctx *tls;
     struct s2s *s2s;
+    struct store *store; /* state_db: blocks and the audit log */
     bool stopping;
     int pending_stops; /* subsystems still closing at shutdown */
     struct xep_admin_ops admin;
@@ -404,6 +412,9 @@ daemon_admin_peer_status(void *ud, size_t i, struct xep_peer_status *out)
             outbound = strcmp(ri.state, "ready") == 0;
             break;
         }
+        if (s2s_is_blocked(d->s2s, peer->domain)) {
+            out->state = "blocked";
+        }
         out->direction = outbound && inbound ? "both"
                          : outbound          ? "outbound"
                          : inbound           ? "inbound"
@@ -540,6 +551,202 @@ static int daemon_admin_snippet(void *ud, const char *kind, char **out)
     return rc;
 }
 
+/* True when domain is fedgate's service JID or one of its domains. */
+static bool daemon_own_domain(const struct daemon *d, const char *domain)
+{
+    if (strcmp(d->cfg->service_jid, domain) == 0) {
+        return true;
+    }
+    for (size_t i = 0; i < d->cfg->ndomains; i++) {
+        if (strcmp(d->cfg->domains[i], domain) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static int daemon_admin_block(void *ud,
+                              const char *domain,
+                              const char *who,
+                              char *msg,
+                              size_t msglen)
+{
+    struct daemon *d = ud;
+    char *norm = NULL;
+    int rc = jid_domain_normalize(domain, &norm);
+    if (rc != 0) {
+        snprintf(msg, msglen, "%s is not a domain", domain);
+        goto out;
+    }
+    if (daemon_own_domain(d, norm)) {
+        snprintf(msg, msglen, "%s is one of fedgate's own domains", norm);
+        rc = ERR_INVAL;
+        goto out;
+    }
+    rc = store_block(d->store, norm, who, (long long)time(NULL));
+    if (rc != 0) {
+        snprintf(msg, msglen,
+                 "%s not blocked: state_db cannot be written "
+                 "(see the log)",
+                 norm);
+        goto out;
+    }
+    rc = s2s_block(d->s2s, norm);
+    if (rc != 0) {
+        log_error("blocking %s: %s", norm, err_str(rc));
+        snprintf(msg, msglen, "%s stored as blocked, but not applied: %s", norm,
+                 err_str(rc));
+        goto out;
+    }
+    log_warn("domain %s blocked by %s", norm, who);
+    snprintf(msg, msglen,
+             "%s is blocked: its streams are closed and its queued stanzas "
+             "bounced.",
+             norm);
+out:
+    free(norm);
+    return rc;
+}
+
+static int daemon_admin_unblock(void *ud,
+                                const char *domain,
+                                const char *who,
+                                char *msg,
+                                size_t msglen)
+{
+    struct daemon *d = ud;
+    int rc = store_unblock(d->store, domain, who, (long long)time(NULL));
+    if (rc == ERR_NOT_FOUND) {
+        snprintf(msg, msglen, "%s is not blocked.", domain);
+        return ERR_NOT_FOUND;
+    }
+    if (rc != 0) {
+        snprintf(msg, msglen,
+                 "%s not unblocked: state_db cannot be written "
+                 "(see the log)",
+                 domain);
+        return rc;
+    }
+    (void)s2s_unblock(d->s2s, domain);
+    log_warn("domain %s unblocked by %s", domain, who);
+    snprintf(msg, msglen,
+             "%s is no longer blocked: the peer policy applies "
+             "again.",
+             domain);
+    return 0;
+}
+
+static size_t daemon_admin_blocked_count(void *ud)
+{
+    struct daemon *d = ud;
+    return s2s_blocked_count(d->s2s);
+}
+
+static const char *daemon_admin_blocked_domain(void *ud, size_t i)
+{
+    struct daemon *d = ud;
+    return s2s_blocked_domain(d->s2s, i);
+}
+
+/* True when the route (local, remote) exists. */
+static bool
+daemon_has_route(const struct daemon *d, const char *local, const char *remote)
+{
+    for (size_t i = 0; i < s2s_route_count(d->s2s); i++) {
+        struct s2s_route_info ri;
+        s2s_route_info(d->s2s, i, &ri);
+        if (strcmp(ri.local, local) == 0 && strcmp(ri.remote, remote) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Disconnect (retry false) or retry the route, audited first. */
+static int daemon_admin_route(struct daemon *d,
+                              bool retry,
+                              const char *local,
+                              const char *remote,
+                              const char *who,
+                              char *msg,
+                              size_t msglen)
+{
+    char what[600];
+    if (!daemon_has_route(d, local, remote)) {
+        snprintf(msg, msglen, "There is no route %s -> %s.", local, remote);
+        return ERR_NOT_FOUND;
+    }
+    if (retry && s2s_is_blocked(d->s2s, remote)) {
+        snprintf(msg, msglen, "%s is blocked: unblock it first.", remote);
+        return ERR_AUTH;
+    }
+    snprintf(what, sizeof(what), "%s %s -> %s", retry ? "retry" : "disconnect",
+             local, remote);
+    int rc = store_audit(d->store, who, what, (long long)time(NULL));
+    if (rc != 0) {
+        snprintf(msg, msglen,
+                 "Not done: the audit log cannot be written "
+                 "(see the log).");
+        return rc;
+    }
+    rc = retry ? s2s_route_retry(d->s2s, local, remote)
+               : s2s_route_disconnect(d->s2s, local, remote);
+    if (rc == ERR_AGAIN) {
+        snprintf(msg, msglen,
+                 "Route %s -> %s is connecting or connected "
+                 "already.",
+                 local, remote);
+        return rc;
+    }
+    if (rc != 0) {
+        snprintf(msg, msglen, "Route %s -> %s: %s", local, remote, err_str(rc));
+        return rc;
+    }
+    log_info("route %s -> %s %s by %s", local, remote,
+             retry ? "retried" : "disconnected", who);
+    snprintf(msg, msglen,
+             retry ? "Route %s -> %s is connecting now."
+                   : "Route %s -> %s is disconnected; queued stanzas stay "
+                     "queued and the next stanza reconnects it.",
+             local, remote);
+    return 0;
+}
+
+static int daemon_admin_disconnect(void *ud,
+                                   const char *local,
+                                   const char *remote,
+                                   const char *who,
+                                   char *msg,
+                                   size_t msglen)
+{
+    return daemon_admin_route(ud, false, local, remote, who, msg, msglen);
+}
+
+static int daemon_admin_retry(void *ud,
+                              const char *local,
+                              const char *remote,
+                              const char *who,
+                              char *msg,
+                              size_t msglen)
+{
+    return daemon_admin_route(ud, true, local, remote, who, msg, msglen);
+}
+
+/* Applies one stored block at start. */
+static int
+daemon_load_block(void *ud, const char *domain, const char *who, long long at)
+{
+    struct daemon *d = ud;
+    int rc = s2s_block(d->s2s, domain);
+    if (rc != 0) {
+        log_error("state_db: cannot apply the block of %s: %s", domain,
+                  err_str(rc));
+        return rc;
+    }
+    log_info("state_db: %s is blocked (by %s at %lld)", domain, who, at);
+    return 0;
+}
+
 static void daemon_on_stopped(void *ud)
 {
     struct daemon *d = ud;
@@ -673,6 +880,12 @@ int daemon_run(struct conf *cfg)
         .log_level = daemon_admin_log_level,
         .reload = daemon_admin_reload,
         .server_snippet = daemon_admin_snippet,
+        .block_domain = daemon_admin_block,
+        .unblock_domain = daemon_admin_unblock,
+        .blocked_count = daemon_admin_blocked_count,
+        .blocked_domain = daemon_admin_blocked_domain,
+        .route_disconnect = daemon_admin_disconnect,
+        .route_retry = daemon_admin_retry,
     };
     struct upstream_settings s;
     int rc = ERR_NOMEM;
@@ -698,8 +911,22 @@ int daemon_run(struct conf *cfg)
             goto out;
         }
     }
+    char err[600] = "";
+    rc = store_open(cfg->state_db, &d.store, err, sizeof(err));
+    if (rc != 0) {
+        log_error("%s", err);
+        rc = ERR_CONFIG;
+        goto out;
+    }
     if (daemon_make_s2s(&d, cfg) != 0) {
         rc = ERR_CONFIG;
+        goto out;
+    }
+    /* stored blocks override the file: applied before any stream opens */
+    rc = store_blocks(d.store, daemon_load_block, &d);
+    if (rc != 0) {
+        log_error("start-up failed: cannot load the blocks from %s: %s",
+                  cfg->state_db, err_str(rc));
         goto out;
     }
     daemon_settings(cfg, &s);
@@ -733,6 +960,7 @@ out:
     conf_free(d.pending);
     upstream_free(d.up);
     s2s_free(d.s2s);
+    store_free(d.store);
     dns_free(d.dns);
     tls_ctx_free(d.tls);
     service_free(d.svc);

@@ -5,6 +5,7 @@
  * which method the peer uses); this file judges them against the peer's
  * configuration. The rules, checked in this order, first match wins:
  *
+ *   0. an administrator blocked the domain          -> not-authorized
  *   1. the remote domain is not a configured peer  -> not-authorized
  *   2. the peer is configured with trusted = false  -> not-authorized
  *   3. tls_required and the stream is not encrypted -> policy-violation
@@ -25,6 +26,9 @@
  * local policy forbids (no TLS, a method this peer may not use).
  * host-unknown is left to the stream layer, which uses it for a 'to'
  * domain that fedgate does not serve.
+ *
+ * Outbound stanzas (policy_check_send) need a trusted peer that is not
+ * blocked; the conditions there are stanza errors for the local sender.
  */
 #include "config.h"
 
@@ -35,6 +39,9 @@
 
 #define COND_NOT_AUTHORIZED   "not-authorized"
 #define COND_POLICY_VIOLATION "policy-violation"
+#define COND_NOT_ALLOWED      "not-allowed"
+#define COND_NOT_FOUND        "remote-server-not-found"
+#define REASON_BLOCKED        "domain blocked by an administrator"
 
 /*
  * A peer matches by its own domain, or by one of its service domains:
@@ -133,6 +140,10 @@ void policy_check(const struct conf *cfg,
     if (cfg == NULL || facts == NULL) {
         return;
     }
+    if (facts->blocked) {
+        policy_deny(out, REASON_BLOCKED, COND_NOT_AUTHORIZED);
+        return;
+    }
     const struct conf_peer *peer = policy_peer(cfg, facts->remote_domain);
     if (peer == NULL) {
         policy_deny(out, "not a configured peer", COND_NOT_AUTHORIZED);
@@ -157,4 +168,31 @@ void policy_check(const struct conf *cfg,
         break;
     }
     policy_deny(out, "not authenticated", COND_NOT_AUTHORIZED);
+}
+
+void policy_check_send(const struct conf *cfg,
+                       const char *remote,
+                       bool blocked,
+                       struct policy_decision *out)
+{
+    if (out == NULL) {
+        return;
+    }
+    if (blocked) {
+        /* first: a blocked domain is refused whatever the file says.
+         * not-allowed rather than policy-violation: RFC 3920 clients
+         * (slixmpp among them) do not know the latter as a stanza error */
+        policy_deny(out, REASON_BLOCKED, COND_NOT_ALLOWED);
+        return;
+    }
+    const struct conf_peer *peer = policy_peer(cfg, remote);
+    if (peer == NULL) {
+        policy_deny(out, "not a configured peer", COND_NOT_FOUND);
+        return;
+    }
+    if (!peer->trusted) {
+        policy_deny(out, "peer not trusted", COND_NOT_FOUND);
+        return;
+    }
+    policy_allow(out, "trusted peer");
 }

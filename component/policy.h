@@ -24,6 +24,7 @@ struct policy_facts {
     bool cert_chain_ok;    /* verified against the applicable anchors */
     bool cert_name_ok;     /* valid for remote_domain */
     enum policy_auth auth; /* the method being used or asked for */
+    bool blocked;          /* an administrator blocked remote_domain */
 };
 
 struct policy_decision {
@@ -40,5 +41,16 @@ const struct conf_peer *policy_peer(const struct conf *cfg, const char *domain);
 void policy_check(const struct conf *cfg,
                   const struct policy_facts *facts,
                   struct policy_decision *out);
+
+/*
+ * Decides whether a local user's stanza may go out to remote (normalised):
+ * remote must be a configured, trusted peer that is not blocked (blocked
+ * is the caller's fact, from the runtime block list). The condition is a
+ * stanza error condition for the bounce.
+ */
+void policy_check_send(const struct conf *cfg,
+                       const char *remote,
+                       bool blocked,
+                       struct policy_decision *out);
 
 #endif

@@ -182,6 +182,8 @@ struct s2s {
     void *shutdown_ud;
     struct loop_timer *shutdown_timer;
     unsigned long auth_failures[S2S_AUTHFAIL_COUNT]; /* for administration */
+    char **blocked; /* domains an administrator blocked (s2s_block) */
+    size_t nblocked;
 };
 
 static void conn_destroy(struct s2s_conn *c, const char *why);
@@ -340,6 +342,24 @@ static void route_clear_lookup(struct s2s_route *r)
     r->naddrs = r->ai = 0;
 }
 
+/* Answers the dialback verifications waiting on r negatively (the peer
+ * retries them). */
+static void route_refuse_verifies(struct s2s_route *r)
+{
+    struct s2s_verify *v = r->verifies;
+    r->verifies = NULL;
+    while (v != NULL) {
+        struct s2s_verify *next = v->next;
+        if (!v->in->dead) {
+            s2s_stream_dialback_result(v->in->stream, r->local, r->remote,
+                                       false);
+            (void)conn_flush(v->in);
+        }
+        free(v);
+        v = next;
+    }
+}
+
 /* The route cannot be set up now: bounce what waits, answer pending
  * dialback verifications negatively, back to idle. */
 static void
@@ -365,18 +385,7 @@ route_fail(struct s2s_route *r, const char *condition, const char *fmt, ...)
     loop_timer_cancel(r->s2s->loop, r->retry);
     r->retry = NULL;
     backoff_reset(&r->backoff);
-    struct s2s_verify *v = r->verifies;
-    r->verifies = NULL;
-    while (v != NULL) {
-        struct s2s_verify *next = v->next;
-        if (!v->in->dead) {
-            s2s_stream_dialback_result(v->in->stream, r->local, r->remote,
-                                       false);
-            (void)conn_flush(v->in);
-        }
-        free(v);
-        v = next;
-    }
+    route_refuse_verifies(r);
     route_bounce_queue(r, condition, r->last_error);
 }
 
@@ -768,6 +777,7 @@ static void cb_authorize(void *ud,
         .remote_domain = remote,
         .tls = c->tls != NULL && !c->tls_handshaking,
         .auth = method,
+        .blocked = s2s_is_blocked(c->s2s, remote),
     };
     if (facts.tls) {
         (void)cb_cert_valid_for(c, remote);
@@ -1423,18 +1433,7 @@ static void route_retry_later(struct s2s_route *r)
              (unsigned)delay);
     route_clear_lookup(r);
     r->state = ROUTE_IDLE;
-    struct s2s_verify *v = r->verifies;
-    r->verifies = NULL;
-    while (v != NULL) {
-        struct s2s_verify *next = v->next;
-        if (!v->in->dead) {
-            s2s_stream_dialback_result(v->in->stream, r->local, r->remote,
-                                       false);
-            (void)conn_flush(v->in);
-        }
-        free(v);
-        v = next;
-    }
+    route_refuse_verifies(r);
     loop_timer_cancel(s2s->loop, r->retry);
     r->retry = loop_timer_add(s2s->loop, delay, route_on_retry, r);
 }
@@ -1591,14 +1590,22 @@ int s2s_send(struct s2s *s2s, struct xml_node *st)
                               "bad from or to address");
         return ERR_INVAL;
     }
-    const struct conf_peer *p = policy_peer(s2s->cfg, to);
-    if (p == NULL || !p->trusted || !s2s_serves(s2s, from)) {
+    struct policy_decision pd;
+    policy_check_send(s2s->cfg, to, s2s_is_blocked(s2s, to), &pd);
+    if (!pd.allow || !s2s_serves(s2s, from)) {
         char text[300];
-        snprintf(text, sizeof(text), "%s is not a trusted peer of %s", to,
-                 from);
+        if (s2s_is_blocked(s2s, to)) {
+            snprintf(text, sizeof(text),
+                     "%s is blocked by fedgate's administrator", to);
+        } else {
+            snprintf(text, sizeof(text), "%s is not a trusted peer of %s", to,
+                     from);
+        }
         log_conn(LOG_LEVEL_INFO, to, "refusing <%s/> from %s: %s", st->name, f,
                  text);
-        s2s->cb.undeliverable(s2s->ud, st, "remote-server-not-found", text);
+        s2s->cb.undeliverable(
+            s2s->ud, st, pd.allow ? "remote-server-not-found" : pd.condition,
+            text);
         return ERR_AUTH;
     }
     struct s2s_route *r = route_get(s2s, from, to);
@@ -1900,6 +1907,143 @@ void s2s_reconfigure(struct s2s *s2s, const struct conf *cfg)
     }
 }
 
+/* ---- administration: block list and route control -------------------- */
+
+bool s2s_is_blocked(const struct s2s *s2s, const char *domain)
+{
+    for (size_t i = 0; domain != NULL && i < s2s->nblocked; i++) {
+        if (strcmp(s2s->blocked[i], domain) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+size_t s2s_blocked_count(const struct s2s *s2s)
+{
+    return s2s->nblocked;
+}
+
+const char *s2s_blocked_domain(const struct s2s *s2s, size_t i)
+{
+    return i < s2s->nblocked ? s2s->blocked[i] : NULL;
+}
+
+/* Detaches r's outbound stream, if any, and closes it with condition (NULL
+ * for a plain close). */
+static void
+route_close_out(struct s2s_route *r, const char *condition, const char *text)
+{
+    struct s2s_conn *c = r->out;
+    if (c == NULL) {
+        return;
+    }
+    c->route = NULL;
+    r->out = NULL;
+    conn_close(c, condition, text);
+}
+
+int s2s_block(struct s2s *s2s, const char *domain)
+{
+    if (domain == NULL || domain[0] == '\0') {
+        return ERR_INVAL;
+    }
+    if (!s2s_is_blocked(s2s, domain)) {
+        char **nb =
+            realloc(s2s->blocked, (s2s->nblocked + 1) * sizeof(*s2s->blocked));
+        if (nb == NULL) {
+            return ERR_NOMEM;
+        }
+        s2s->blocked = nb;
+        nb[s2s->nblocked] = strdup(domain);
+        if (nb[s2s->nblocked] == NULL) {
+            return ERR_NOMEM;
+        }
+        s2s->nblocked++;
+    }
+    log_conn(LOG_LEVEL_WARN, domain, "domain %s blocked: closing its streams",
+             domain);
+    for (struct s2s_route *r = s2s->routes; r != NULL; r = r->next) {
+        if (strcmp(r->remote, domain) != 0) {
+            continue;
+        }
+        route_close_out(r, "policy-violation", "blocked by an administrator");
+        if (r->state != ROUTE_IDLE || r->queue.count > 0 || r->retry != NULL) {
+            /* the stanza error policy_check_send gives for a block */
+            route_fail(r, "not-allowed",
+                       "%s is blocked by fedgate's administrator", r->remote);
+        }
+    }
+    struct s2s_conn *next;
+    for (struct s2s_conn *c = s2s->conns; c != NULL; c = next) {
+        next = c->next;
+        if (c->outbound || c->dead || c->stream == NULL) {
+            continue;
+        }
+        const char *from = s2s_stream_header_from(c->stream);
+        if ((from != NULL && strcmp(from, domain) == 0) ||
+            strcmp(c->auth_remote, domain) == 0) {
+            conn_close(c, "policy-violation", "blocked by an administrator");
+        }
+    }
+    return 0;
+}
+
+int s2s_unblock(struct s2s *s2s, const char *domain)
+{
+    for (size_t i = 0; domain != NULL && i < s2s->nblocked; i++) {
+        if (strcmp(s2s->blocked[i], domain) == 0) {
+            free(s2s->blocked[i]);
+            s2s->blocked[i] = s2s->blocked[--s2s->nblocked];
+            log_conn(LOG_LEVEL_WARN, domain, "domain %s unblocked", domain);
+            return 0;
+        }
+    }
+    return ERR_NOT_FOUND;
+}
+
+int s2s_route_disconnect(struct s2s *s2s, const char *local, const char *remote)
+{
+    struct s2s_route *r = route_find(s2s, local, remote);
+    if (r == NULL) {
+        return ERR_NOT_FOUND;
+    }
+    log_conn(LOG_LEVEL_INFO, remote,
+             "route %s -> %s: disconnected by an administrator (%zu stanza(s) "
+             "stay queued)",
+             local, remote, r->queue.count);
+    route_close_out(r, NULL, NULL);
+    route_clear_lookup(r);
+    route_refuse_verifies(r);
+    loop_timer_cancel(s2s->loop, r->retry);
+    r->retry = NULL;
+    backoff_reset(&r->backoff);
+    r->state = ROUTE_IDLE;
+    r->auth = POLICY_AUTH_NONE;
+    return 0;
+}
+
+int s2s_route_retry(struct s2s *s2s, const char *local, const char *remote)
+{
+    struct s2s_route *r = route_find(s2s, local, remote);
+    if (r == NULL) {
+        return ERR_NOT_FOUND;
+    }
+    if (s2s_is_blocked(s2s, remote)) {
+        return ERR_AUTH;
+    }
+    if (r->state != ROUTE_IDLE) {
+        return ERR_AGAIN;
+    }
+    log_conn(LOG_LEVEL_INFO, remote,
+             "route %s -> %s: retried now by an administrator", local, remote);
+    loop_timer_cancel(s2s->loop, r->retry);
+    r->retry = NULL;
+    backoff_reset(&r->backoff);
+    route_start(r);
+    return 0;
+}
+
 static void s2s_finish_shutdown(struct s2s *s2s)
 {
     loop_timer_cancel(s2s->loop, s2s->shutdown_timer);
@@ -1990,6 +2134,10 @@ void s2s_free(struct s2s *s2s)
         free(r->remote);
         free(r);
     }
+    for (size_t i = 0; i < s2s->nblocked; i++) {
+        free(s2s->blocked[i]);
+    }
+    free(s2s->blocked);
     loop_timer_cancel(s2s->loop, s2s->shutdown_timer);
     if (s2s->dialback_secret != NULL) {
         explicit_bzero(s2s->dialback_secret, strlen(s2s->dialback_secret));

@@ -71,6 +71,43 @@ int s2s_send(struct s2s *s2s, struct xml_node *st);
  * peers no longer trusted close and bounce their queues. */
 void s2s_reconfigure(struct s2s *s2s, const struct conf *cfg);
 
+/*
+ * Blocks domain (normalised) at once, whatever the configuration says:
+ * its open streams, in and out, close with the stream error
+ * policy-violation; its routes' queues bounce with not-allowed; s2s_send
+ * refuses stanzas for it and policy refuses its authentication until
+ * s2s_unblock. Blocking a blocked domain closes its streams again. 0, ERR_INVAL
+ * or ERR_NOMEM.
+ */
+int s2s_block(struct s2s *s2s, const char *domain);
+
+/* Lifts a block: normal policy applies again. 0 or ERR_NOT_FOUND. */
+int s2s_unblock(struct s2s *s2s, const char *domain);
+
+bool s2s_is_blocked(const struct s2s *s2s, const char *domain);
+
+/* The blocked domains: how many, and entry i (NULL beyond). Borrowed
+ * until the next s2s_block or s2s_unblock. */
+size_t s2s_blocked_count(const struct s2s *s2s);
+const char *s2s_blocked_domain(const struct s2s *s2s, size_t i);
+
+/*
+ * Closes the outbound stream of the route (local, remote) cleanly and
+ * stops any attempt in progress; queued stanzas stay queued (their
+ * timeout still runs) and the route connects again on the next stanza.
+ * 0 or ERR_NOT_FOUND (no such route).
+ */
+int s2s_route_disconnect(struct s2s *s2s,
+                         const char *local,
+                         const char *remote);
+
+/*
+ * Connects the idle route (local, remote) now, cancelling its backoff.
+ * 0; ERR_NOT_FOUND (no such route); ERR_AUTH (remote is blocked);
+ * ERR_AGAIN (the route is connecting or connected already).
+ */
+int s2s_route_retry(struct s2s *s2s, const char *local, const char *remote);
+
 /* Closes every connection cleanly; done runs when all are closed or after
  * a grace period. Queued stanzas are bounced. */
 void s2s_shutdown(struct s2s *s2s, void (*done)(void *ud), void *ud);

@@ -23,18 +23,23 @@
 #define NS_DATA "jabber:x:data"
 #define ADMIN   "admin@a.test/laptop"
 #define USER    "alice@a.test/phone"
+#define ROOT    "root@a.test/desk"
 
 /* A submitted form with one field and one value, as a literal. */
 #define SUBMIT1(var, val)                                                   \
     "<x xmlns='" NS_DATA "' type='submit'><field var='" var "'><value>" val \
     "</value></field></x>"
 
-#define NODE_LIST    "urn:fedgate:cmd:list-peers"
-#define NODE_DETAIL  "urn:fedgate:cmd:peer-detail"
-#define NODE_STATS   "urn:fedgate:cmd:statistics"
-#define NODE_LEVEL   "urn:fedgate:cmd:set-log-level"
-#define NODE_RELOAD  "urn:fedgate:cmd:reload"
-#define NODE_SNIPPET "urn:fedgate:cmd:server-snippet"
+#define NODE_LIST       "urn:fedgate:cmd:list-peers"
+#define NODE_DETAIL     "urn:fedgate:cmd:peer-detail"
+#define NODE_STATS      "urn:fedgate:cmd:statistics"
+#define NODE_LEVEL      "urn:fedgate:cmd:set-log-level"
+#define NODE_RELOAD     "urn:fedgate:cmd:reload"
+#define NODE_SNIPPET    "urn:fedgate:cmd:server-snippet"
+#define NODE_BLOCK      "urn:fedgate:cmd:block-domain"
+#define NODE_UNBLOCK    "urn:fedgate:cmd:unblock-domain"
+#define NODE_DISCONNECT "urn:fedgate:cmd:disconnect-route"
+#define NODE_RETRY      "urn:fedgate:cmd:retry-route"
 
 /* ---- the fake daemon -------------------------------------------------- */
 
@@ -44,6 +49,10 @@ struct fake {
     int reloads;
     int reload_rc;
     char last_kind[16];
+    char blocked[4][64]; /* the fake block list */
+    size_t nblocked;
+    char last_op[256]; /* "op args by who" of the last change */
+    int route_rc;      /* what the route operations return */
 };
 
 static struct fake fk;
@@ -146,6 +155,87 @@ static int fake_snippet(void *ud, const char *kind, char **out)
     return *out != NULL ? 0 : ERR_NOMEM;
 }
 
+static int fake_block(void *ud,
+                      const char *domain,
+                      const char *who,
+                      char *msg,
+                      size_t msglen)
+{
+    struct fake *f = ud;
+    ck_assert_uint_lt(f->nblocked, 4);
+    snprintf(f->blocked[f->nblocked++], sizeof(f->blocked[0]), "%s", domain);
+    snprintf(f->last_op, sizeof(f->last_op), "block %s by %s", domain, who);
+    snprintf(msg, msglen, "%s is blocked.", domain);
+    return 0;
+}
+
+static int fake_unblock(void *ud,
+                        const char *domain,
+                        const char *who,
+                        char *msg,
+                        size_t msglen)
+{
+    struct fake *f = ud;
+    for (size_t i = 0; i < f->nblocked; i++) {
+        if (strcmp(f->blocked[i], domain) == 0) {
+            memcpy(f->blocked[i], f->blocked[--f->nblocked],
+                   sizeof(f->blocked[0]));
+            snprintf(f->last_op, sizeof(f->last_op), "unblock %s by %s", domain,
+                     who);
+            snprintf(msg, msglen, "%s is no longer blocked.", domain);
+            return 0;
+        }
+    }
+    snprintf(msg, msglen, "%s is not blocked.", domain);
+    return ERR_NOT_FOUND;
+}
+
+static size_t fake_blocked_count(void *ud)
+{
+    return ((struct fake *)ud)->nblocked;
+}
+
+static const char *fake_blocked_domain(void *ud, size_t i)
+{
+    struct fake *f = ud;
+    return i < f->nblocked ? f->blocked[i] : NULL;
+}
+
+static int fake_route(struct fake *f,
+                      const char *op,
+                      const char *local,
+                      const char *remote,
+                      const char *who,
+                      char *msg,
+                      size_t msglen)
+{
+    snprintf(f->last_op, sizeof(f->last_op), "%s %s %s by %s", op, local,
+             remote, who);
+    snprintf(msg, msglen, "%s %s -> %s: %s", op, local, remote,
+             f->route_rc == 0 ? "done" : "refused");
+    return f->route_rc;
+}
+
+static int fake_disconnect(void *ud,
+                           const char *local,
+                           const char *remote,
+                           const char *who,
+                           char *msg,
+                           size_t msglen)
+{
+    return fake_route(ud, "disconnect", local, remote, who, msg, msglen);
+}
+
+static int fake_retry(void *ud,
+                      const char *local,
+                      const char *remote,
+                      const char *who,
+                      char *msg,
+                      size_t msglen)
+{
+    return fake_route(ud, "retry", local, remote, who, msg, msglen);
+}
+
 static const struct xep_admin_ops fake_ops = {
     .ud = &fk,
     .now_ms = fake_now,
@@ -156,6 +246,12 @@ static const struct xep_admin_ops fake_ops = {
     .log_level = fake_level,
     .reload = fake_reload,
     .server_snippet = fake_snippet,
+    .block_domain = fake_block,
+    .unblock_domain = fake_unblock,
+    .blocked_count = fake_blocked_count,
+    .blocked_domain = fake_blocked_domain,
+    .route_disconnect = fake_disconnect,
+    .route_retry = fake_retry,
 };
 
 /* ---- plumbing --------------------------------------------------------- */
@@ -378,7 +474,7 @@ START_TEST(test_list_admin_sees_all)
     ck_assert_str_eq(xml_attr(r, "type"), "result");
     const struct xml_node *q = xml_child(r, NULL, "query");
     ck_assert_str_eq(xml_attr(q, "node"), NS_CMD);
-    ck_assert_uint_eq(count_children(q, "item"), 6);
+    ck_assert_uint_eq(count_children(q, "item"), 10);
     const struct xml_node *it = xml_child(q, NULL, "item");
     ck_assert_str_eq(xml_attr(it, "jid"), "fedgate.a.test");
     ck_assert_str_eq(xml_attr(it, "node"), NODE_LIST);
@@ -395,7 +491,7 @@ START_TEST(test_list_other_sees_none)
     /* the bare JID matches without regard to case, the resource aside */
     r = disco("ADMIN@A.test/x", "http://jabber.org/protocol/disco#items",
               NS_CMD);
-    ck_assert_uint_eq(count_children(xml_child(r, NULL, "query"), "item"), 6);
+    ck_assert_uint_eq(count_children(xml_child(r, NULL, "query"), "item"), 10);
     /* a JID that only starts like an admin's is not one */
     r = disco("admin@a.test.evil/x", "http://jabber.org/protocol/disco#items",
               NS_CMD);
@@ -806,6 +902,125 @@ START_TEST(test_server_snippet)
 }
 END_TEST
 
+/* The text of the first <note/> of a command (static copy). */
+static const char *note_of(const struct xml_node *c, const char *type)
+{
+    static char buf[512];
+    const struct xml_node *n = xml_child(c, NULL, "note");
+    ck_assert_ptr_nonnull(n);
+    ck_assert_str_eq(xml_attr(n, "type"), type);
+    char *t = xml_text(n);
+    snprintf(buf, sizeof(buf), "%s", t);
+    free(t);
+    return buf;
+}
+
+/* The option values of field var in the stage form of reply r, joined by
+ * spaces (static). */
+static const char *options_of(const struct xml_node *r, const char *var)
+{
+    static char buf[512];
+    const struct xml_node *f =
+        field(xml_child(command_of(r), NS_DATA, "x"), var);
+    ck_assert_ptr_nonnull(f);
+    ck_assert_str_eq(xml_attr(f, "type"), "list-single");
+    buf[0] = '\0';
+    for (const struct xml_node *o = xml_child(f, NULL, "option"); o != NULL;
+         o = xml_next_element(o)) {
+        char *t = xml_text(xml_child(o, NULL, "value"));
+        size_t len = strlen(buf);
+        snprintf(buf + len, sizeof(buf) - len, "%s%s", len > 0 ? " " : "", t);
+        free(t);
+    }
+    return buf;
+}
+
+START_TEST(test_block_domain)
+{
+    char sid[64];
+    snprintf(sid, sizeof(sid), "%s", start(NODE_BLOCK));
+    static const char *const bad[] = {"user@evil.test", "evil.test/res",
+                                      "evil..test",     ".evil.test",
+                                      "evil test",      "evil_test"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        const struct xml_node *r =
+            cmd(ADMIN, NODE_BLOCK, sid, NULL, submit1("domain", bad[i]));
+        ck_assert_str_eq(error_specific(r), "bad-payload");
+        ck_assert_msg(strstr(error_text(r), "field 'domain'") != NULL &&
+                          (strstr(error_text(r), "is not a domain") != NULL ||
+                           strstr(error_text(r), "is not a JID") != NULL),
+                      "%s: %s", bad[i], error_text(r));
+    }
+    ck_assert_uint_eq(fk.nblocked, 0);
+    const struct xml_node *r =
+        cmd(ADMIN, NODE_BLOCK, sid, NULL, submit1("domain", NULL));
+    ck_assert_str_eq(error_text(r), "field 'domain' (Domain) is required");
+    /* the session survived the errors */
+    const struct xml_node *c = command_of(
+        cmd(ADMIN, NODE_BLOCK, sid, NULL, submit1("domain", "evil.test")));
+    ck_assert_str_eq(xml_attr(c, "status"), "completed");
+    ck_assert_str_eq(note_of(c, "info"), "evil.test is blocked.");
+    ck_assert_uint_eq(fk.nblocked, 1);
+    /* audited with the admin's bare JID */
+    ck_assert_str_eq(fk.last_op, "block evil.test by admin@a.test");
+}
+END_TEST
+
+START_TEST(test_unblock_domain)
+{
+    char sid[64];
+    /* nothing blocked: no option, so nothing can be submitted */
+    const struct xml_node *r = cmd(ADMIN, NODE_UNBLOCK, NULL, NULL, NULL);
+    ck_assert_str_eq(options_of(r, "domain"), "");
+    snprintf(sid, sizeof(sid), "%s", xml_attr(command_of(r), "sessionid"));
+    r = cmd(ADMIN, NODE_UNBLOCK, sid, NULL, submit1("domain", "evil.test"));
+    ck_assert_str_eq(error_text(r), "field 'domain' (Blocked domain) is not "
+                                    "one of the offered options");
+    cmd(ADMIN, NODE_UNBLOCK, sid, "cancel", NULL);
+
+    snprintf(fk.blocked[0], sizeof(fk.blocked[0]), "evil.test");
+    snprintf(fk.blocked[1], sizeof(fk.blocked[1]), "bad.test");
+    fk.nblocked = 2;
+    r = cmd(ROOT, NODE_UNBLOCK, NULL, NULL, NULL);
+    ck_assert_str_eq(options_of(r, "domain"), "evil.test bad.test");
+    snprintf(sid, sizeof(sid), "%s", xml_attr(command_of(r), "sessionid"));
+    const struct xml_node *c = command_of(
+        cmd(ROOT, NODE_UNBLOCK, sid, NULL, submit1("domain", "evil.test")));
+    ck_assert_str_eq(xml_attr(c, "status"), "completed");
+    ck_assert_str_eq(note_of(c, "info"), "evil.test is no longer blocked.");
+    ck_assert_uint_eq(fk.nblocked, 1);
+    ck_assert_str_eq(fk.blocked[0], "bad.test");
+    ck_assert_str_eq(fk.last_op, "unblock evil.test by root@a.test");
+}
+END_TEST
+
+START_TEST(test_route_commands)
+{
+    char sid[64];
+    const struct xml_node *r = cmd(ADMIN, NODE_DISCONNECT, NULL, NULL, NULL);
+    ck_assert_str_eq(options_of(r, "route"), "a.test/b.test a.test/c.test");
+    snprintf(sid, sizeof(sid), "%s", xml_attr(command_of(r), "sessionid"));
+    r = cmd(ADMIN, NODE_DISCONNECT, sid, NULL,
+            submit1("route", "a.test/evil.test"));
+    ck_assert_str_eq(error_specific(r), "bad-payload");
+    ck_assert_uint_eq(strlen(fk.last_op), 0);
+    const struct xml_node *c = command_of(cmd(
+        ADMIN, NODE_DISCONNECT, sid, NULL, submit1("route", "a.test/c.test")));
+    ck_assert_str_eq(xml_attr(c, "status"), "completed");
+    ck_assert_str_eq(note_of(c, "info"), "disconnect a.test -> c.test: done");
+    ck_assert_str_eq(fk.last_op, "disconnect a.test c.test by admin@a.test");
+
+    /* a refusal comes back as an error note */
+    fk.route_rc = ERR_AGAIN;
+    snprintf(sid, sizeof(sid), "%s", start(NODE_RETRY));
+    c = command_of(
+        cmd(ADMIN, NODE_RETRY, sid, NULL, submit1("route", "a.test/b.test")));
+    ck_assert_str_eq(xml_attr(c, "status"), "completed");
+    ck_assert_str_eq(note_of(c, "error"), "retry a.test -> b.test: refused");
+    ck_assert_str_eq(fk.last_op, "retry a.test b.test by admin@a.test");
+}
+END_TEST
+
 START_TEST(test_no_ops_no_commands)
 {
     /* a service nobody gave admin operations refuses even listed admins */
@@ -843,6 +1058,9 @@ static Suite *adhoc_suite(void)
         {"reload_ok_and_errors", test_reload_ok_and_errors},
         {"server_snippet", test_server_snippet},
         {"no_ops_no_commands", test_no_ops_no_commands},
+        {"block_domain", test_block_domain},
+        {"unblock_domain", test_unblock_domain},
+        {"route_commands", test_route_commands},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         TCase *tc = tcase_create(cases[i].name);

@@ -67,6 +67,7 @@ enum {
     SELF = 11,  /* TLS, certificate for the domain, chain not verified */
     OTHER = 7,  /* TLS, verified certificate for another name */
     NOCERT = 1, /* TLS, no certificate */
+    B = 16,     /* an administrator blocked the domain */
 };
 
 #define EXT  POLICY_AUTH_SASL_EXTERNAL
@@ -86,6 +87,11 @@ struct policy_case {
 };
 
 static const struct policy_case cases[] = {
+    /* 0. a blocked domain, however good its proof or configuration */
+    {"b.test", GOOD | B, EXT, false, "domain blocked by an administrator", NA},
+    {"plain.test", B, DB, false, "domain blocked by an administrator", NA},
+    {"unknown.test", GOOD | B, DB, false, "domain blocked by an administrator",
+     NA},
     /* 1. unknown domains, whatever they prove */
     {"unknown.test", GOOD, EXT, false, "not a configured peer", NA},
     {"unknown.test", GOOD, DB, false, "not a configured peer", NA},
@@ -162,6 +168,7 @@ START_TEST(test_policy_table)
         .cert_chain_ok = (c->facts & C) != 0,
         .cert_name_ok = (c->facts & N) != 0,
         .auth = c->auth,
+        .blocked = (c->facts & B) != 0,
     };
     struct policy_decision d = {.allow = !c->allow};
     policy_check(&test_conf, &f, &d);
@@ -177,6 +184,30 @@ START_TEST(test_policy_table)
         ck_assert_ptr_nonnull(d.condition);
         ck_assert_str_eq(d.condition, c->condition);
     }
+}
+END_TEST
+
+START_TEST(test_send_policy)
+{
+    struct policy_decision d = {.allow = false};
+    policy_check_send(&test_conf, "b.test", false, &d);
+    ck_assert(d.allow);
+    ck_assert_ptr_null(d.condition);
+    policy_check_send(&test_conf, "b.test", true, &d);
+    ck_assert(!d.allow);
+    ck_assert_str_eq(d.reason, "domain blocked by an administrator");
+    ck_assert_str_eq(d.condition, "not-allowed");
+    policy_check_send(&test_conf, "untrusted.test", false, &d);
+    ck_assert(!d.allow);
+    ck_assert_str_eq(d.reason, "peer not trusted");
+    ck_assert_str_eq(d.condition, "remote-server-not-found");
+    policy_check_send(&test_conf, "unknown.test", false, &d);
+    ck_assert(!d.allow);
+    ck_assert_str_eq(d.reason, "not a configured peer");
+    /* a blocked service domain of a trusted peer */
+    policy_check_send(&test_conf, "conference.b.test", true, &d);
+    ck_assert(!d.allow);
+    ck_assert_str_eq(d.condition, "not-allowed");
 }
 END_TEST
 
@@ -255,6 +286,7 @@ static Suite *policy_suite(void)
     tcase_add_loop_test(tc, test_policy_table, 0,
                         (int)(sizeof(cases) / sizeof(cases[0])));
     tcase_add_test(tc, test_no_peers);
+    tcase_add_test(tc, test_send_policy);
     tcase_add_test(tc, test_missing_arguments_deny);
     suite_add_tcase(s, tc);
     TCase *tp = tcase_create("peer");

@@ -454,6 +454,74 @@ START_TEST(test_untrusted_domain_bounces_at_once)
 }
 END_TEST
 
+/* Blocking b.test on a closes both directions at once and refuses b.test
+ * both ways; unblocking restores delivery. Then route control: a
+ * disconnected route is idle and reconnects on the next stanza; retry
+ * connects an idle route at once. */
+START_TEST(test_block_unblock_and_route_control)
+{
+    struct loop *loop = loop_new();
+    unsigned pa = free_port();
+    unsigned pb = free_port();
+    struct side a, b;
+    side_start(&a, loop,
+               side_conf("a.test", "b.test", pa, pb, "any", "a.test"));
+    side_start(&b, loop,
+               side_conf("b.test", "a.test", pb, pa, "any", "b.test"));
+    ck_assert_int_eq(s2s_send(a.s2s, chat("alice@a.test/x", "bob@b.test")), 0);
+    ck_assert_int_eq(s2s_send(b.s2s, chat("bob@b.test/x", "alice@a.test")), 0);
+    RUN_UNTIL(loop,
+              (b.received == 1 && a.received == 1) || a.undeliverable > 0 ||
+                  b.undeliverable > 0,
+              8000);
+    ck_assert_int_eq(a.received, 1);
+    ck_assert_uint_eq(s2s_inbound_from(a.s2s, "b.test"), 1);
+
+    ck_assert_int_eq(s2s_block(a.s2s, "b.test"), 0);
+    ck_assert(s2s_is_blocked(a.s2s, "b.test"));
+    ck_assert_uint_eq(s2s_blocked_count(a.s2s), 1);
+    ck_assert_str_eq(s2s_blocked_domain(a.s2s, 0), "b.test");
+    ck_assert_ptr_null(s2s_blocked_domain(a.s2s, 1));
+    ck_assert_str_ne(a_state(&a), "ready");
+    RUN_UNTIL(loop, s2s_inbound_from(a.s2s, "b.test") == 0, 3000);
+    ck_assert_uint_eq(s2s_inbound_from(a.s2s, "b.test"), 0);
+    /* outbound: refused at once, naming the block */
+    ck_assert_int_eq(s2s_send(a.s2s, chat("alice@a.test/x", "bob@b.test")),
+                     ERR_AUTH);
+    ck_assert_int_eq(a.undeliverable, 1);
+    ck_assert_str_eq(a.condition, "not-allowed");
+    ck_assert_ptr_nonnull(strstr(a.text, "blocked"));
+    ck_assert_int_eq(s2s_route_retry(a.s2s, "a.test", "b.test"), ERR_AUTH);
+    /* inbound: b.test cannot authenticate to a */
+    ck_assert_int_eq(s2s_send(b.s2s, chat("bob@b.test/x", "alice@a.test")), 0);
+    RUN_UNTIL(loop, b.undeliverable > 0 || a.received > 1, 8000);
+    ck_assert_int_eq(a.received, 1);
+    ck_assert_int_eq(b.undeliverable, 1);
+
+    ck_assert_int_eq(s2s_unblock(a.s2s, "b.test"), 0);
+    ck_assert_int_eq(s2s_unblock(a.s2s, "b.test"), ERR_NOT_FOUND);
+    ck_assert(!s2s_is_blocked(a.s2s, "b.test"));
+    ck_assert_int_eq(s2s_send(a.s2s, chat("alice@a.test/y", "bob@b.test")), 0);
+    RUN_UNTIL(loop, b.received == 2 || a.undeliverable > 1, 8000);
+    ck_assert_int_eq(b.received, 2);
+    ck_assert_str_eq(a_state(&a), "ready");
+
+    ck_assert_int_eq(s2s_route_disconnect(a.s2s, "a.test", "c.test"),
+                     ERR_NOT_FOUND);
+    ck_assert_int_eq(s2s_route_retry(a.s2s, "a.test", "b.test"), ERR_AGAIN);
+    ck_assert_int_eq(s2s_route_disconnect(a.s2s, "a.test", "b.test"), 0);
+    ck_assert_str_eq(a_state(&a), "idle");
+    ck_assert_int_eq(s2s_route_retry(a.s2s, "a.test", "b.test"), 0);
+    ck_assert_str_ne(a_state(&a), "idle");
+    RUN_UNTIL(loop, strcmp(a_state(&a), "ready") == 0, 8000);
+    ck_assert_str_eq(a_state(&a), "ready");
+    ck_assert_int_eq(a.undeliverable, 1);
+    side_stop(&a);
+    side_stop(&b);
+    loop_free(loop);
+}
+END_TEST
+
 /* A config whose queue waits 2 s and whose retries start at 200 ms. */
 static struct conf *side_conf_retry(const char *domain,
                                     const char *peer,
@@ -739,6 +807,7 @@ static Suite *s2s_suite(void)
     tcase_add_test(tc, test_dialback_with_valid_certificates);
     tcase_add_test(tc, test_dialback_verified_by_authoritative_server);
     tcase_add_test(tc, test_untrusted_domain_bounces_at_once);
+    tcase_add_test(tc, test_block_unblock_and_route_control);
     tcase_add_test(tc, test_unreachable_peer_bounces_after_queue_timeout);
     tcase_add_test(tc, test_peer_back_within_queue_timeout_delivers);
     tcase_add_test(tc, test_certificate_only_peer_with_wrong_name);

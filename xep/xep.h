@@ -92,6 +92,48 @@ struct xep_admin_ops {
      * string in *out (caller frees). 0, ERR_INVAL or ERR_NOMEM.
      */
     int (*server_snippet)(void *ud, const char *kind, char **out);
+    /*
+     * Blocks domain at once (its streams close, its queues bounce) and
+     * stores the block with an audit row naming who (an admin's bare
+     * JID). 0 with a summary in msg; ERR_INVAL (not a domain, or one of
+     * fedgate's own) or ERR_SYS (not stored, so not applied) with the
+     * reason in msg.
+     */
+    int (*block_domain)(void *ud,
+                        const char *domain,
+                        const char *who,
+                        char *msg,
+                        size_t msglen);
+    /* Lifts a block, stored and audited as above. 0; ERR_NOT_FOUND (not
+     * blocked) or ERR_SYS, with the reason in msg. */
+    int (*unblock_domain)(void *ud,
+                          const char *domain,
+                          const char *who,
+                          char *msg,
+                          size_t msglen);
+    /* The blocked domains: count, and entry i (NULL beyond). */
+    size_t (*blocked_count)(void *ud);
+    const char *(*blocked_domain)(void *ud, size_t i);
+    /*
+     * Closes the route (local, remote) cleanly, queued stanzas staying
+     * queued; audited with who. 0 with a summary in msg; ERR_NOT_FOUND
+     * or ERR_SYS (not audited, not done) with the reason in msg.
+     */
+    int (*route_disconnect)(void *ud,
+                            const char *local,
+                            const char *remote,
+                            const char *who,
+                            char *msg,
+                            size_t msglen);
+    /* Connects the route now, cancelling its backoff; audited. As above,
+     * plus ERR_AGAIN (already connecting or connected) and ERR_AUTH
+     * (remote is blocked). */
+    int (*route_retry)(void *ud,
+                       const char *local,
+                       const char *remote,
+                       const char *who,
+                       char *msg,
+                       size_t msglen);
 };
 
 /* What a handler may use of the service that runs it. */

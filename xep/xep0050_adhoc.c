@@ -17,7 +17,8 @@
  *                    stage's form (required fields, one value for single
  *                    fields, list options, booleans, JIDs); an error names
  *                    the field (bad-request + bad-payload) and the session
- *                    stays; else the values are kept and the next stage's
+ *                    stays (so does a command's own check, such as "is a
+ *                    domain"); else the values are kept and the next stage's
  *                    form goes out, or after the last stage the command
  *                    runs and the session ends
  *   prev:            back one stage (bad-action at the first)
@@ -92,6 +93,10 @@ struct adhoc_command {
     int (*run)(const struct xep_context *ctx,
                const struct adhoc_session *s,
                struct xml_node *cmd);
+    /* Checks what the field types cannot, once the stage's form passed:
+     * NULL, or why the submission is wrong (naming the field). May be
+     * NULL. */
+    const char *(*validate)(const struct adhoc_session *s, unsigned stage);
 };
 
 /* ---- data forms ------------------------------------------------------ */
@@ -719,17 +724,223 @@ static int cmd_snippet_run(const struct xep_context *ctx,
     return f.rc;
 }
 
+/* The admin's bare JID for the audit log, from the session's owner. */
+static void adhoc_bare(const struct adhoc_session *s, char *out, size_t outsz)
+{
+    const char *owner = s->owner != NULL ? s->owner : "?";
+    const char *slash = strchr(owner, '/');
+    int len = slash != NULL ? (int)(slash - owner) : (int)strlen(owner);
+    snprintf(out, outsz, "%.*s", len, owner);
+}
+
+/* A light domain check (the daemon normalises it): labels of letters,
+ * digits, '-' or non-ASCII, separated by single dots; no '@' or '/'. */
+static bool adhoc_domain_ok(const char *v)
+{
+    size_t len = strlen(v);
+    size_t label = 0;
+    if (len == 0 || len > 1023) {
+        return false;
+    }
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)v[i];
+        if (ch == '.') {
+            if (label == 0) {
+                return false;
+            }
+            label = 0;
+            continue;
+        }
+        bool ok = ch >= 0x80 || (ch >= 'a' && ch <= 'z') ||
+                  (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+                  ch == '-' || ch == '[' || ch == ']' || ch == ':';
+        if (!ok || ++label > 63) {
+            return false;
+        }
+    }
+    return label > 0;
+}
+
+static void cmd_block_form(const struct xep_context *ctx,
+                           const struct adhoc_session *s,
+                           unsigned stage,
+                           struct form *f)
+{
+    (void)ctx;
+    (void)stage;
+    form_type(f);
+    form_fixed(f, "Block a domain at once: its streams close, its queued "
+                  "stanzas bounce, and nothing goes to or comes from it "
+                  "until it is unblocked. The block is stored in state_db "
+                  "and survives restarts and reloads.");
+    (void)form_field(f, "domain", "jid-single", "Domain", true,
+                     adhoc_get(s, "domain"));
+}
+
+static const char *cmd_block_validate(const struct adhoc_session *s,
+                                      unsigned stage)
+{
+    (void)stage;
+    const char *v = adhoc_get(s, "domain");
+    return v != NULL && adhoc_domain_ok(v)
+               ? NULL
+               : "field 'domain' (Domain) is not a domain";
+}
+
+/* Adds a note for a change's outcome. */
+static int adhoc_outcome(struct xml_node *cmd, int rc, const char *msg)
+{
+    return adhoc_note(cmd, rc == 0 ? "info" : "error", msg);
+}
+
+static int cmd_block_run(const struct xep_context *ctx,
+                         const struct adhoc_session *s,
+                         struct xml_node *cmd)
+{
+    char who[ADHOC_JID_MAX + 1];
+    char msg[600] = "";
+    adhoc_bare(s, who, sizeof(who));
+    int rc = ctx->admin->block_domain(ctx->admin->ud, adhoc_get(s, "domain"),
+                                      who, msg, sizeof(msg));
+    return adhoc_outcome(cmd, rc, msg);
+}
+
+static void cmd_unblock_form(const struct xep_context *ctx,
+                             const struct adhoc_session *s,
+                             unsigned stage,
+                             struct form *f)
+{
+    (void)stage;
+    size_t n = ctx->admin->blocked_count(ctx->admin->ud);
+    form_type(f);
+    if (n == 0) {
+        form_fixed(f, "No domain is blocked.");
+    }
+    struct xml_node *fl =
+        form_field(f, "domain", "list-single", "Blocked domain", true,
+                   adhoc_get(s, "domain"));
+    for (size_t i = 0; i < n && f->rc == 0; i++) {
+        const char *d = ctx->admin->blocked_domain(ctx->admin->ud, i);
+        if (d != NULL) {
+            form_option(f, fl, d, d);
+        }
+    }
+}
+
+static int cmd_unblock_run(const struct xep_context *ctx,
+                           const struct adhoc_session *s,
+                           struct xml_node *cmd)
+{
+    char who[ADHOC_JID_MAX + 1];
+    char msg[600] = "";
+    adhoc_bare(s, who, sizeof(who));
+    int rc = ctx->admin->unblock_domain(ctx->admin->ud, adhoc_get(s, "domain"),
+                                        who, msg, sizeof(msg));
+    return adhoc_outcome(cmd, rc, msg);
+}
+
+/* One option per route: label "local -> remote", value "local/remote"
+ * (no domain holds a '/'). */
+static void cmd_route_form(const struct xep_context *ctx,
+                           const struct adhoc_session *s,
+                           unsigned stage,
+                           struct form *f)
+{
+    (void)stage;
+    size_t n = ctx->admin->peer_count(ctx->admin->ud);
+    size_t routes = 0;
+    form_type(f);
+    struct xml_node *fl = form_field(f, "route", "list-single", "Route", true,
+                                     adhoc_get(s, "route"));
+    for (size_t i = 0; i < n && f->rc == 0; i++) {
+        struct xep_peer_status p;
+        char label[600];
+        char value[600];
+        if (ctx->admin->peer_status(ctx->admin->ud, i, &p) != 0 ||
+            p.local == NULL) {
+            continue;
+        }
+        snprintf(label, sizeof(label), "%s -> %s (%s)", p.local, p.domain,
+                 adhoc_or(p.state, "-"));
+        snprintf(value, sizeof(value), "%s/%s", p.local, p.domain);
+        form_option(f, fl, label, value);
+        routes++;
+    }
+    if (routes == 0) {
+        form_fixed(f, "There is no route yet: a route opens with the first "
+                      "stanza for its peer.");
+    }
+}
+
+/* Splits route value "local/remote" into its two domains. */
+static int
+adhoc_route_split(const char *v, char *local, size_t llen, const char **remote)
+{
+    const char *slash = v != NULL ? strchr(v, '/') : NULL;
+    if (slash == NULL || (size_t)(slash - v) >= llen) {
+        return ERR_INVAL;
+    }
+    snprintf(local, llen, "%.*s", (int)(slash - v), v);
+    *remote = slash + 1;
+    return 0;
+}
+
+static int adhoc_route_run(const struct xep_context *ctx,
+                           const struct adhoc_session *s,
+                           struct xml_node *cmd,
+                           bool retry)
+{
+    char who[ADHOC_JID_MAX + 1];
+    char local[ADHOC_VALUE_MAX + 1];
+    char msg[600] = "";
+    const char *remote = NULL;
+    adhoc_bare(s, who, sizeof(who));
+    if (adhoc_route_split(adhoc_get(s, "route"), local, sizeof(local),
+                          &remote) != 0) {
+        return adhoc_note(cmd, "error", "Not a route.");
+    }
+    int rc = retry ? ctx->admin->route_retry(ctx->admin->ud, local, remote, who,
+                                             msg, sizeof(msg))
+                   : ctx->admin->route_disconnect(ctx->admin->ud, local, remote,
+                                                  who, msg, sizeof(msg));
+    return adhoc_outcome(cmd, rc, msg);
+}
+
+static int cmd_disconnect_run(const struct xep_context *ctx,
+                              const struct adhoc_session *s,
+                              struct xml_node *cmd)
+{
+    return adhoc_route_run(ctx, s, cmd, false);
+}
+
+static int cmd_retry_run(const struct xep_context *ctx,
+                         const struct adhoc_session *s,
+                         struct xml_node *cmd)
+{
+    return adhoc_route_run(ctx, s, cmd, true);
+}
+
 static const struct adhoc_command adhoc_commands[] = {
-    {"urn:fedgate:cmd:list-peers", "List peers", 0, NULL, cmd_list_peers_run},
+    {"urn:fedgate:cmd:list-peers", "List peers", 0, NULL, cmd_list_peers_run,
+     NULL},
     {"urn:fedgate:cmd:peer-detail", "Peer detail", 2, cmd_peer_detail_form,
-     cmd_peer_detail_run},
-    {"urn:fedgate:cmd:statistics", "Statistics", 0, NULL, cmd_statistics_run},
+     cmd_peer_detail_run, NULL},
+    {"urn:fedgate:cmd:statistics", "Statistics", 0, NULL, cmd_statistics_run,
+     NULL},
     {"urn:fedgate:cmd:set-log-level", "Set log level", 1, cmd_log_level_form,
-     cmd_log_level_run},
+     cmd_log_level_run, NULL},
     {"urn:fedgate:cmd:reload", "Reload configuration", 1, cmd_reload_form,
-     cmd_reload_run},
+     cmd_reload_run, NULL},
     {"urn:fedgate:cmd:server-snippet", "Show home-server snippet", 1,
-     cmd_snippet_form, cmd_snippet_run},
+     cmd_snippet_form, cmd_snippet_run, NULL},
+    {"urn:fedgate:cmd:block-domain", "Block a domain", 1, cmd_block_form,
+     cmd_block_run, cmd_block_validate},
+    {"urn:fedgate:cmd:unblock-domain", "Unblock a domain", 1, cmd_unblock_form,
+     cmd_unblock_run, NULL},
+    {"urn:fedgate:cmd:disconnect-route", "Disconnect a route", 1,
+     cmd_route_form, cmd_disconnect_run, NULL},
+    {"urn:fedgate:cmd:retry-route", "Retry a route now", 1, cmd_route_form,
+     cmd_retry_run, NULL},
 };
 
 #define ADHOC_NCOMMANDS (sizeof(adhoc_commands) / sizeof(adhoc_commands[0]))
@@ -1104,6 +1315,12 @@ static int adhoc_execute(const struct xep_context *ctx,
         rc = adhoc_check(f.x, x, s, why, sizeof(why));
     }
     xml_unref(holder);
+    const char *bad =
+        rc == 0 && cmd->validate != NULL ? cmd->validate(s, s->stage) : NULL;
+    if (bad != NULL) {
+        snprintf(why, sizeof(why), "%s", bad);
+        rc = ERR_INVAL;
+    }
     if (rc == ERR_INVAL) {
         return adhoc_error(ctx, st, "bad-request", "bad-payload", why);
     }

@@ -7,7 +7,7 @@
 # b.test, whose s2s address (host 127.0.N.9, port 5269) has nothing
 # listening. Phases:
 #   admin: pings b.test (the route tries and fails), lists the commands
-#          (all six), runs list-peers and sees b.test with a last failure
+#          (all ten), runs list-peers and sees b.test with a last failure
 #          that names the connect error; sets the log level to warn (the
 #          debug lines stop at once) and back; reads the statistics;
 #          walks peer-detail with next, prev and complete; asks for the
@@ -71,8 +71,9 @@ has()
 note "phase: admin pings b.test, then lists commands and peers"
 adhoc admin "$ADMIN_PW" ping:b.test list run:urn:fedgate:cmd:list-peers
 has '^ping-error remote-server-(not-found|timeout)' "the ping to b.test was not bounced"
-has '^commands 6$' "the admin does not see six commands"
-for c in list-peers peer-detail statistics set-log-level reload server-snippet; do
+has '^commands 10$' "the admin does not see ten commands"
+for c in list-peers peer-detail statistics set-log-level reload server-snippet \
+    block-domain unblock-domain disconnect-route retry-route; do
     has "^command urn:fedgate:cmd:$c " "command $c not listed"
 done
 has '^status completed$' "list-peers did not complete"

@@ -1,0 +1,262 @@
+/*
+ * store.c: runtime state in SQLite (see store.h).
+ *
+ * on open:   sqlite3_open_v2 read-write + create, a busy timeout (another
+ *            fedgate on the same file waits a little instead of failing),
+ *            CREATE TABLE IF NOT EXISTS for both tables; a statement that
+ *            fails names the file
+ * on change: BEGIN IMMEDIATE; the row; the audit row; COMMIT, or ROLLBACK
+ *            on any error so that a block is never stored unaudited
+ * Statements are prepared per call: an admin action is rare, and no
+ * prepared statement outlives the call that made it.
+ */
+#include "config.h"
+
+#include "store.h"
+
+#include "err.h"
+#include "log.h"
+
+#include <sqlite3.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define STORE_BUSY_MS 2000
+
+struct store {
+    sqlite3 *db;
+    char *path;
+};
+
+static const char store_schema[] =
+    "CREATE TABLE IF NOT EXISTS blocks("
+    "domain TEXT PRIMARY KEY, by TEXT, at INTEGER);"
+    "CREATE TABLE IF NOT EXISTS audit(at INTEGER, who TEXT, what TEXT);";
+
+int store_open(const char *path, struct store **out, char *err, size_t errlen)
+{
+    int rc = ERR_SYS;
+    struct store *st = NULL;
+    char *msg = NULL;
+    *out = NULL;
+    if (path == NULL || path[0] == '\0') {
+        snprintf(err, errlen, "state_db: no path");
+        return ERR_INVAL;
+    }
+    st = calloc(1, sizeof(*st));
+    if (st == NULL || (st->path = strdup(path)) == NULL) {
+        snprintf(err, errlen, "state_db %s: out of memory", path);
+        rc = ERR_NOMEM;
+        goto out;
+    }
+    int src = sqlite3_open_v2(path, &st->db,
+                              SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+                                  SQLITE_OPEN_FULLMUTEX,
+                              NULL);
+    if (src != SQLITE_OK) {
+        snprintf(err, errlen,
+                 "state_db %s: cannot open: %s (does the directory exist "
+                 "and is it writable?)",
+                 path,
+                 st->db != NULL ? sqlite3_errmsg(st->db) : sqlite3_errstr(src));
+        goto out;
+    }
+    if (sqlite3_busy_timeout(st->db, STORE_BUSY_MS) != SQLITE_OK ||
+        sqlite3_exec(st->db, store_schema, NULL, NULL, &msg) != SQLITE_OK) {
+        snprintf(err, errlen,
+                 "state_db %s: cannot create the tables: %s (is the file "
+                 "and its directory writable?)",
+                 path, msg != NULL ? msg : sqlite3_errmsg(st->db));
+        goto out;
+    }
+    *out = st;
+    st = NULL; /* transferred */
+    rc = 0;
+out:
+    sqlite3_free(msg);
+    store_free(st);
+    return rc;
+}
+
+void store_free(struct store *st)
+{
+    if (st == NULL) {
+        return;
+    }
+    if (st->db != NULL && sqlite3_close(st->db) != SQLITE_OK) {
+        log_error("state_db %s: close failed: %s", st->path,
+                  sqlite3_errmsg(st->db));
+    }
+    free(st->path);
+    free(st);
+}
+
+/* Runs sql without results; 0 or ERR_SYS, logged with while. */
+static int store_exec(struct store *st, const char *sql, const char *while_)
+{
+    char *msg = NULL;
+    if (sqlite3_exec(st->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+        log_error("state_db %s: %s failed: %s", st->path, while_,
+                  msg != NULL ? msg : sqlite3_errmsg(st->db));
+        sqlite3_free(msg);
+        return ERR_SYS;
+    }
+    return 0;
+}
+
+/*
+ * Prepares sql, binds the text (t1..t3, NULL for none) and integer
+ * parameters in order ?1 = i, then ?2.. = texts, steps once. 0, or
+ * ERR_SYS (logged with while_). *changes gets sqlite3_changes when not
+ * NULL.
+ */
+static int store_run(struct store *st,
+                     const char *sql,
+                     long long i,
+                     const char *t1,
+                     const char *t2,
+                     const char *while_,
+                     int *changes)
+{
+    sqlite3_stmt *stmt = NULL;
+    int rc = ERR_SYS;
+    if (sqlite3_prepare_v2(st->db, sql, -1, &stmt, NULL) != SQLITE_OK ||
+        sqlite3_bind_int64(stmt, 1, i) != SQLITE_OK ||
+        (t1 != NULL &&
+         sqlite3_bind_text(stmt, 2, t1, -1, SQLITE_TRANSIENT) != SQLITE_OK) ||
+        (t2 != NULL &&
+         sqlite3_bind_text(stmt, 3, t2, -1, SQLITE_TRANSIENT) != SQLITE_OK) ||
+        sqlite3_step(stmt) != SQLITE_DONE) {
+        log_error("state_db %s: %s failed: %s", st->path, while_,
+                  sqlite3_errmsg(st->db));
+        goto out;
+    }
+    if (changes != NULL) {
+        *changes = sqlite3_changes(st->db);
+    }
+    rc = 0;
+out:
+    sqlite3_finalize(stmt);
+    return rc;
+}
+
+int store_audit(struct store *st,
+                const char *who,
+                const char *what,
+                long long at)
+{
+    return store_run(st, "INSERT INTO audit(at, who, what) VALUES(?1, ?2, ?3)",
+                     at, who, what, "writing the audit log", NULL);
+}
+
+/* Ends a transaction: COMMIT when rc is 0, else ROLLBACK. */
+static int store_end(struct store *st, int rc)
+{
+    if (rc == 0) {
+        rc = store_exec(st, "COMMIT", "committing");
+        if (rc == 0) {
+            return 0;
+        }
+    }
+    (void)store_exec(st, "ROLLBACK", "rolling back");
+    return rc;
+}
+
+int store_block(struct store *st,
+                const char *domain,
+                const char *who,
+                long long at)
+{
+    char what[400];
+    snprintf(what, sizeof(what), "block %s", domain);
+    int rc = store_exec(st, "BEGIN IMMEDIATE", "starting a transaction");
+    if (rc != 0) {
+        return rc;
+    }
+    rc = store_run(st,
+                   "INSERT OR REPLACE INTO blocks(at, domain, by) "
+                   "VALUES(?1, ?2, ?3)",
+                   at, domain, who, "storing a block", NULL);
+    if (rc == 0) {
+        rc = store_audit(st, who, what, at);
+    }
+    return store_end(st, rc);
+}
+
+int store_unblock(struct store *st,
+                  const char *domain,
+                  const char *who,
+                  long long at)
+{
+    char what[400];
+    int changes = 0;
+    snprintf(what, sizeof(what), "unblock %s", domain);
+    int rc = store_exec(st, "BEGIN IMMEDIATE", "starting a transaction");
+    if (rc != 0) {
+        return rc;
+    }
+    /* ?1 is bound but unused: parameter numbers go up to the highest
+     * one named, so binding it is allowed */
+    rc = store_run(st, "DELETE FROM blocks WHERE domain = ?2", at, domain, NULL,
+                   "removing a block", &changes);
+    if (rc == 0 && changes == 0) {
+        rc = ERR_NOT_FOUND;
+    }
+    if (rc == 0) {
+        rc = store_audit(st, who, what, at);
+    }
+    return store_end(st, rc);
+}
+
+/* Walks the rows of sql (columns: text, text, integer for blocks; integer,
+ * text, text for audit). */
+static int store_walk(struct store *st,
+                      const char *sql,
+                      bool audit,
+                      store_block_fn *bfn,
+                      store_audit_fn *afn,
+                      void *ud)
+{
+    sqlite3_stmt *stmt = NULL;
+    int rc = ERR_SYS;
+    int step;
+    if (sqlite3_prepare_v2(st->db, sql, -1, &stmt, NULL) != SQLITE_OK) {
+        log_error("state_db %s: reading failed: %s", st->path,
+                  sqlite3_errmsg(st->db));
+        goto out;
+    }
+    while ((step = sqlite3_step(stmt)) == SQLITE_ROW) {
+        const char *a = (const char *)sqlite3_column_text(stmt, 1);
+        const char *b = (const char *)sqlite3_column_text(stmt, 2);
+        long long n = sqlite3_column_int64(stmt, 0);
+        int frc = audit ? afn(ud, n, a != NULL ? a : "", b != NULL ? b : "")
+                        : bfn(ud, a != NULL ? a : "", b != NULL ? b : "", n);
+        if (frc != 0) {
+            rc = frc;
+            goto out;
+        }
+    }
+    if (step != SQLITE_DONE) {
+        log_error("state_db %s: reading failed: %s", st->path,
+                  sqlite3_errmsg(st->db));
+        goto out;
+    }
+    rc = 0;
+out:
+    sqlite3_finalize(stmt);
+    return rc;
+}
+
+int store_blocks(struct store *st, store_block_fn *fn, void *ud)
+{
+    return store_walk(st, "SELECT at, domain, by FROM blocks ORDER BY domain",
+                      false, fn, NULL, ud);
+}
+
+int store_audit_rows(struct store *st, store_audit_fn *fn, void *ud)
+{
+    return store_walk(st, "SELECT at, who, what FROM audit ORDER BY rowid",
+                      true, NULL, fn, ud);
+}
