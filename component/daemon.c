@@ -867,6 +867,44 @@ static int daemon_make_s2s(struct daemon *d, const struct conf *cfg)
     return s2s_listen(d->s2s);
 }
 
+static int
+daemon_admin_rotate(void *ud, const char *who, char *msg, size_t msglen)
+{
+    struct daemon *d = ud;
+    int rc = store_audit(d->store, who, "rotate dialback secret",
+                         (long long)time(NULL));
+    if (rc != 0) {
+        snprintf(msg, msglen,
+                 "Not rotated: the audit log cannot be written "
+                 "(see the log).");
+        return rc;
+    }
+    rc = s2s_rotate_dialback_secret(d->s2s);
+    if (rc != 0) {
+        snprintf(msg, msglen, "Not rotated: %s.", err_str(rc));
+        return rc;
+    }
+    log_warn("dialback secret rotated by %s", who);
+    snprintf(msg, msglen,
+             "The dialback secret is rotated: new keys use the new secret; "
+             "keys under the previous one verify for ten more minutes.%s",
+             d->cfg->s2s_dialback_secret != NULL
+                 ? " The configured s2s.dialback_secret is overridden until "
+                   "fedgate restarts."
+                 : "");
+    return 0;
+}
+
+static int daemon_admin_audit_log(
+    void *ud,
+    size_t n,
+    int (*fn)(void *fnud, long long at, const char *who, const char *what),
+    void *fnud)
+{
+    struct daemon *d = ud;
+    return store_audit_last(d->store, n, fn, fnud);
+}
+
 int daemon_run(struct conf *cfg)
 {
     struct daemon d = {.cfg = cfg};
@@ -886,6 +924,8 @@ int daemon_run(struct conf *cfg)
         .blocked_domain = daemon_admin_blocked_domain,
         .route_disconnect = daemon_admin_disconnect,
         .route_retry = daemon_admin_retry,
+        .rotate_dialback_secret = daemon_admin_rotate,
+        .audit_log = daemon_admin_audit_log,
     };
     struct upstream_settings s;
     int rc = ERR_NOMEM;

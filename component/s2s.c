@@ -75,6 +75,8 @@
 #define S2S_PING_PREFIX       "fgping-"
 #define S2S_PING_NS           "urn:xmpp:ping"
 #define S2S_DOMAIN_MAX        1024
+/* How long keys under the secret before a rotation still verify */
+#define S2S_SECRET_GRACE_MS (10u * 60u * 1000u)
 
 enum route_state {
     ROUTE_IDLE,
@@ -171,6 +173,8 @@ struct s2s {
     struct s2s_callbacks cb;
     void *ud;
     char *dialback_secret;
+    char *previous_secret;           /* during the grace after a rotation */
+    struct loop_timer *secret_grace; /* ends that grace */
     struct s2s_route *routes;
     size_t nroutes;
     struct s2s_conn *conns;
@@ -1098,6 +1102,7 @@ static int conn_make_stream(struct s2s_conn *c)
                 ? tls_ctx_cert_valid_for(c->s2s->tls, c->route->local)
                 : cfg->tls_cert != NULL,
         .dialback_secret = c->s2s->dialback_secret,
+        .previous_secret = c->s2s->previous_secret,
         .limits =
             {
                 .stanza_max_preauth = cfg->stanza_max_preauth,
@@ -2002,6 +2007,69 @@ int s2s_unblock(struct s2s *s2s, const char *domain)
     return ERR_NOT_FOUND;
 }
 
+/* Wipes and frees a secret. Accepts NULL. */
+static void s2s_secret_free(char *secret)
+{
+    if (secret != NULL) {
+        explicit_bzero(secret, strlen(secret));
+        free(secret);
+    }
+}
+
+/* Gives every open stream the current secrets. A stream that cannot take
+ * them (out of memory) keeps its own, which still verify its keys. */
+static void s2s_push_secrets(struct s2s *s2s)
+{
+    for (struct s2s_conn *c = s2s->conns; c != NULL; c = c->next) {
+        if (c->stream != NULL && !c->dead &&
+            s2s_stream_set_secrets(c->stream, s2s->dialback_secret,
+                                   s2s->previous_secret) != 0) {
+            log_warn("out of memory while giving a stream the rotated "
+                     "dialback secret");
+        }
+    }
+}
+
+/* The grace after a rotation is over: only the current secret verifies. */
+static void s2s_on_secret_grace(struct loop *loop, void *ud)
+{
+    (void)loop;
+    struct s2s *s2s = ud;
+    s2s->secret_grace = NULL;
+    s2s_secret_free(s2s->previous_secret);
+    s2s->previous_secret = NULL;
+    s2s_push_secrets(s2s);
+    log_info("dialback keys under the previous secret no longer verify");
+}
+
+int s2s_rotate_dialback_secret(struct s2s *s2s)
+{
+    char *fresh = calloc(1, DIALBACK_KEY_LEN + 1);
+    if (fresh == NULL) {
+        return ERR_NOMEM;
+    }
+    if (dialback_secret_generate(fresh) != 0) {
+        free(fresh);
+        return ERR_SYS;
+    }
+    struct loop_timer *grace = loop_timer_add(s2s->loop, S2S_SECRET_GRACE_MS,
+                                              s2s_on_secret_grace, s2s);
+    if (grace == NULL) {
+        s2s_secret_free(fresh);
+        return ERR_NOMEM;
+    }
+    loop_timer_cancel(s2s->loop, s2s->secret_grace);
+    s2s->secret_grace = grace;
+    s2s_secret_free(s2s->previous_secret);
+    s2s->previous_secret = s2s->dialback_secret; /* transferred */
+    s2s->dialback_secret = fresh;                /* transferred */
+    s2s_push_secrets(s2s);
+    log_info("dialback secret rotated; keys under the previous one verify "
+             "for %u more minutes",
+             S2S_SECRET_GRACE_MS / 60000u);
+    return 0;
+}
+
 int s2s_route_disconnect(struct s2s *s2s, const char *local, const char *remote)
 {
     struct s2s_route *r = route_find(s2s, local, remote);
@@ -2139,10 +2207,9 @@ void s2s_free(struct s2s *s2s)
     }
     free(s2s->blocked);
     loop_timer_cancel(s2s->loop, s2s->shutdown_timer);
-    if (s2s->dialback_secret != NULL) {
-        explicit_bzero(s2s->dialback_secret, strlen(s2s->dialback_secret));
-        free(s2s->dialback_secret);
-    }
+    loop_timer_cancel(s2s->loop, s2s->secret_grace);
+    s2s_secret_free(s2s->dialback_secret);
+    s2s_secret_free(s2s->previous_secret);
     free(s2s);
 }
 

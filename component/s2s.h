@@ -108,6 +108,15 @@ int s2s_route_disconnect(struct s2s *s2s,
  */
 int s2s_route_retry(struct s2s *s2s, const char *local, const char *remote);
 
+/*
+ * Replaces the dialback secret with a fresh random one until restart
+ * (overriding s2s.dialback_secret). New keys use it at once, on new and
+ * open streams; keys under the previous secret still verify for ten
+ * minutes or until the next rotation, so dialbacks in flight succeed.
+ * 0, ERR_NOMEM or ERR_SYS (no randomness), the secret unchanged.
+ */
+int s2s_rotate_dialback_secret(struct s2s *s2s);
+
 /* Closes every connection cleanly; done runs when all are closed or after
  * a grace period. Queued stanzas are bounced. */
 void s2s_shutdown(struct s2s *s2s, void (*done)(void *ud), void *ud);

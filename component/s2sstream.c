@@ -30,7 +30,8 @@
  *   db:result:        'to' served, policy, then verify_needed (the owner
  *                     asks the authoritative server); answered by
  *                     s2s_stream_dialback_result.
- *   db:verify:        answered from our own secret, no auth needed.
+ *   db:verify:        answered from our own secret (or the one before
+ *                     the last rotation), no auth needed.
  *   stanza:           only on an authenticated pair; 'from' domain must be
  *                     an authenticated remote (else invalid-from) and the
  *                     pair (to, from) authenticated (else host-unknown).
@@ -109,6 +110,7 @@ struct s2s_stream {
     char *local;
     char *remote;
     char *secret;
+    char *previous_secret; /* accepted by db:verify too, or NULL */
     struct s2s_stream_callbacks cb;
     void *ud;
     struct xmlparse *parser;
@@ -323,7 +325,12 @@ struct s2s_stream *s2s_stream_new(const struct s2s_stream_config *cfg,
     }
     s->cfg.local = s->local;
     s->cfg.remote = s->remote;
+    if (cfg->previous_secret != NULL) {
+        s->previous_secret = strdup(cfg->previous_secret);
+        ok = ok && s->previous_secret != NULL;
+    }
     s->cfg.dialback_secret = NULL; /* only s->secret holds it */
+    s->cfg.previous_secret = NULL;
     struct xmlparse_limits pl = {.max_stanza = cfg->limits.stanza_max_preauth,
                                  .max_depth = cfg->limits.depth_max};
     s->parser = xmlparse_new(&pl, &pcb, s);
@@ -342,6 +349,15 @@ struct s2s_stream *s2s_stream_new(const struct s2s_stream_config *cfg,
     return s;
 }
 
+/* Wipes and frees a secret. Accepts NULL. */
+static void secret_free(char *secret)
+{
+    if (secret != NULL) {
+        explicit_bzero(secret, strlen(secret));
+        free(secret);
+    }
+}
+
 void s2s_stream_free(struct s2s_stream *s)
 {
     if (s == NULL) {
@@ -349,10 +365,8 @@ void s2s_stream_free(struct s2s_stream *s)
     }
     xmlparse_free(s->parser);
     buf_free(&s->out);
-    if (s->secret != NULL) {
-        explicit_bzero(s->secret, strlen(s->secret));
-        free(s->secret);
-    }
+    secret_free(s->secret);
+    secret_free(s->previous_secret);
     for (size_t i = 0; i < s->npairs; i++) {
         free(s->pairs[i].local);
         free(s->pairs[i].remote);
@@ -1537,10 +1551,17 @@ static void in_on_db_verify(struct s2s_stream *s, const struct xml_node *el)
                     "host-unknown", "this server does not serve that domain");
         goto out;
     }
+    /* both secrets are always tried, so the answer takes as long
+     * whichever one (if any) the key was made with */
     bool valid = false;
     if (s->secret != NULL && key != NULL &&
         dialback_key(s->secret, receiving, originating, id, expected) == 0) {
         valid = dialback_key_equal(expected, key);
+    }
+    if (s->previous_secret != NULL && key != NULL &&
+        dialback_key(s->previous_secret, receiving, originating, id,
+                     expected) == 0) {
+        valid = dialback_key_equal(expected, key) | valid;
     }
     if (log_enabled(LOG_LEVEL_INFO)) {
         log_conn(LOG_LEVEL_INFO, s->who,
@@ -1817,6 +1838,24 @@ void s2s_stream_dialback_result(struct s2s_stream *s,
     snprintf(r, sizeof(r), "%s", p->remote);
     pair_remove(s, p);
     auth_failed(s, l, r, "the authoritative server did not confirm the key");
+}
+
+int s2s_stream_set_secrets(struct s2s_stream *s,
+                           const char *secret,
+                           const char *previous)
+{
+    char *cur = secret != NULL ? strdup(secret) : NULL;
+    char *prev = previous != NULL ? strdup(previous) : NULL;
+    if ((secret != NULL && cur == NULL) || (previous != NULL && prev == NULL)) {
+        secret_free(cur);
+        secret_free(prev);
+        return ERR_NOMEM;
+    }
+    secret_free(s->secret);
+    secret_free(s->previous_secret);
+    s->secret = cur;
+    s->previous_secret = prev;
+    return 0;
 }
 
 int s2s_stream_send_verify(struct s2s_stream *s,

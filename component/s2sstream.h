@@ -66,6 +66,10 @@ struct s2s_stream_config {
     bool cert_usable;   /* S2S_OUT: we presented a certificate valid for
                          * local, so SASL EXTERNAL may be tried */
     const char *dialback_secret; /* copied; wiped on free */
+    /* The secret before the last rotation, or NULL: S2S_IN answers a
+     * db:verify "valid" for a key under either, so dialbacks in flight
+     * when the secret rotated still succeed. Copied; wiped on free. */
+    const char *previous_secret;
     struct s2s_limits limits;
 };
 
@@ -145,6 +149,16 @@ void s2s_stream_dialback_result(struct s2s_stream *s,
                                 const char *local,
                                 const char *remote,
                                 bool valid);
+
+/*
+ * Replaces the stream's dialback secrets (see s2s_stream_config): keys
+ * it issues from now on use secret; db:verify accepts secret or previous
+ * (NULL: secret only). Both are copied. 0, or ERR_NOMEM with the old
+ * secrets kept.
+ */
+int s2s_stream_set_secrets(struct s2s_stream *s,
+                           const char *secret,
+                           const char *previous);
 
 /* S2S_OUT: asks the peer (authoritative for remote) whether key is right
  * for a stream it opened to us; the answer comes as verify_result. */

@@ -210,10 +210,11 @@ int store_unblock(struct store *st,
     return store_end(st, rc);
 }
 
-/* Walks the rows of sql (columns: text, text, integer for blocks; integer,
- * text, text for audit). */
+/* Walks the rows of sql (columns: integer, text, text for both), binding
+ * limit as ?1 when it is not negative. */
 static int store_walk(struct store *st,
                       const char *sql,
+                      long long limit,
                       bool audit,
                       store_block_fn *bfn,
                       store_audit_fn *afn,
@@ -222,7 +223,9 @@ static int store_walk(struct store *st,
     sqlite3_stmt *stmt = NULL;
     int rc = ERR_SYS;
     int step;
-    if (sqlite3_prepare_v2(st->db, sql, -1, &stmt, NULL) != SQLITE_OK) {
+    /* limit >= 0 binds ?1, which only such statements name */
+    if (sqlite3_prepare_v2(st->db, sql, -1, &stmt, NULL) != SQLITE_OK ||
+        (limit >= 0 && sqlite3_bind_int64(stmt, 1, limit) != SQLITE_OK)) {
         log_error("state_db %s: reading failed: %s", st->path,
                   sqlite3_errmsg(st->db));
         goto out;
@@ -252,11 +255,24 @@ out:
 int store_blocks(struct store *st, store_block_fn *fn, void *ud)
 {
     return store_walk(st, "SELECT at, domain, by FROM blocks ORDER BY domain",
-                      false, fn, NULL, ud);
+                      -1, false, fn, NULL, ud);
 }
 
 int store_audit_rows(struct store *st, store_audit_fn *fn, void *ud)
 {
-    return store_walk(st, "SELECT at, who, what FROM audit ORDER BY rowid",
+    return store_walk(st, "SELECT at, who, what FROM audit ORDER BY rowid", -1,
                       true, NULL, fn, ud);
+}
+
+int store_audit_last(struct store *st, size_t n, store_audit_fn *fn, void *ud)
+{
+    if (n == 0) {
+        return 0;
+    }
+    long long limit =
+        n > STORE_AUDIT_LAST_MAX ? STORE_AUDIT_LAST_MAX : (long long)n;
+    return store_walk(st,
+                      "SELECT at, who, what FROM audit "
+                      "ORDER BY rowid DESC LIMIT ?1",
+                      limit, true, NULL, fn, ud);
 }

@@ -70,4 +70,13 @@ store_audit_fn(void *ud, long long at, const char *who, const char *what);
 /* Walks the audit log. 0, what fn returned, or ERR_SYS (logged). */
 int store_audit_rows(struct store *st, store_audit_fn *fn, void *ud);
 
+/* The most rows store_audit_last walks, whatever n asks. */
+#define STORE_AUDIT_LAST_MAX 1000
+
+/*
+ * Walks the newest n audit rows (at most STORE_AUDIT_LAST_MAX), newest
+ * first. n 0 walks none. 0, what fn returned, or ERR_SYS (logged).
+ */
+int store_audit_last(struct store *st, size_t n, store_audit_fn *fn, void *ud);
+
 #endif

@@ -40,6 +40,8 @@
 #define NODE_UNBLOCK    "urn:fedgate:cmd:unblock-domain"
 #define NODE_DISCONNECT "urn:fedgate:cmd:disconnect-route"
 #define NODE_RETRY      "urn:fedgate:cmd:retry-route"
+#define NODE_ROTATE     "urn:fedgate:cmd:rotate-dialback-secret"
+#define NODE_AUDIT      "urn:fedgate:cmd:audit-log"
 
 /* ---- the fake daemon -------------------------------------------------- */
 
@@ -53,6 +55,11 @@ struct fake {
     size_t nblocked;
     char last_op[256]; /* "op args by who" of the last change */
     int route_rc;      /* what the route operations return */
+    int rotations;
+    int rotate_rc;    /* what rotate_dialback_secret returns */
+    size_t audit_n;   /* the n audit_log was last asked for */
+    int audit_rc;     /* what audit_log returns */
+    size_t audit_len; /* how many fake rows audit_log has */
 };
 
 static struct fake fk;
@@ -236,6 +243,42 @@ static int fake_retry(void *ud,
     return fake_route(ud, "retry", local, remote, who, msg, msglen);
 }
 
+static int fake_rotate(void *ud, const char *who, char *msg, size_t msglen)
+{
+    struct fake *f = ud;
+    snprintf(f->last_op, sizeof(f->last_op), "rotate by %s", who);
+    if (f->rotate_rc != 0) {
+        snprintf(msg, msglen, "Not rotated.");
+        return f->rotate_rc;
+    }
+    f->rotations++;
+    snprintf(msg, msglen, "Rotated.");
+    return 0;
+}
+
+/* Newest first: row i happened at 1700000000 - i. */
+static int fake_audit_log(
+    void *ud,
+    size_t n,
+    int (*fn)(void *fnud, long long at, const char *who, const char *what),
+    void *fnud)
+{
+    struct fake *f = ud;
+    f->audit_n = n;
+    if (f->audit_rc != 0) {
+        return f->audit_rc;
+    }
+    for (size_t i = 0; i < n && i < f->audit_len; i++) {
+        char what[32];
+        snprintf(what, sizeof(what), "block d%zu.test", i);
+        int rc = fn(fnud, 1700000000 - (long long)i, "admin@a.test", what);
+        if (rc != 0) {
+            return rc;
+        }
+    }
+    return 0;
+}
+
 static const struct xep_admin_ops fake_ops = {
     .ud = &fk,
     .now_ms = fake_now,
@@ -252,6 +295,8 @@ static const struct xep_admin_ops fake_ops = {
     .blocked_domain = fake_blocked_domain,
     .route_disconnect = fake_disconnect,
     .route_retry = fake_retry,
+    .rotate_dialback_secret = fake_rotate,
+    .audit_log = fake_audit_log,
 };
 
 /* ---- plumbing --------------------------------------------------------- */
@@ -474,7 +519,7 @@ START_TEST(test_list_admin_sees_all)
     ck_assert_str_eq(xml_attr(r, "type"), "result");
     const struct xml_node *q = xml_child(r, NULL, "query");
     ck_assert_str_eq(xml_attr(q, "node"), NS_CMD);
-    ck_assert_uint_eq(count_children(q, "item"), 10);
+    ck_assert_uint_eq(count_children(q, "item"), 12);
     const struct xml_node *it = xml_child(q, NULL, "item");
     ck_assert_str_eq(xml_attr(it, "jid"), "fedgate.a.test");
     ck_assert_str_eq(xml_attr(it, "node"), NODE_LIST);
@@ -491,7 +536,7 @@ START_TEST(test_list_other_sees_none)
     /* the bare JID matches without regard to case, the resource aside */
     r = disco("ADMIN@A.test/x", "http://jabber.org/protocol/disco#items",
               NS_CMD);
-    ck_assert_uint_eq(count_children(xml_child(r, NULL, "query"), "item"), 10);
+    ck_assert_uint_eq(count_children(xml_child(r, NULL, "query"), "item"), 12);
     /* a JID that only starts like an admin's is not one */
     r = disco("admin@a.test.evil/x", "http://jabber.org/protocol/disco#items",
               NS_CMD);
@@ -1021,6 +1066,90 @@ START_TEST(test_route_commands)
 }
 END_TEST
 
+START_TEST(test_rotate_dialback_secret)
+{
+    char sid[64];
+    /* the form asks for confirmation, defaulting to no */
+    const struct xml_node *r = cmd(ADMIN, NODE_ROTATE, NULL, NULL, NULL);
+    const struct xml_node *f =
+        field(xml_child(command_of(r), NS_DATA, "x"), "confirm");
+    ck_assert_str_eq(xml_attr(f, "type"), "boolean");
+    ck_assert_str_eq(value_of(f), "0");
+    snprintf(sid, sizeof(sid), "%s", xml_attr(command_of(r), "sessionid"));
+    r = cmd(ADMIN, NODE_ROTATE, sid, NULL, submit1("confirm", "maybe"));
+    ck_assert_str_eq(error_specific(r), "bad-payload");
+    const struct xml_node *c = command_of(
+        cmd(ADMIN, NODE_ROTATE, sid, NULL, submit1("confirm", "false")));
+    ck_assert_str_eq(xml_attr(c, "status"), "completed");
+    ck_assert_str_eq(note_of(c, "info"), "Not rotated.");
+    ck_assert_int_eq(fk.rotations, 0);
+    ck_assert_uint_eq(strlen(fk.last_op), 0);
+
+    snprintf(sid, sizeof(sid), "%s", start(NODE_ROTATE));
+    c = command_of(
+        cmd(ADMIN, NODE_ROTATE, sid, NULL, submit1("confirm", "true")));
+    ck_assert_str_eq(note_of(c, "info"), "Rotated.");
+    ck_assert_int_eq(fk.rotations, 1);
+    /* audited with the admin's bare JID */
+    ck_assert_str_eq(fk.last_op, "rotate by admin@a.test");
+
+    /* a failure comes back as an error note */
+    fk.rotate_rc = ERR_SYS;
+    snprintf(sid, sizeof(sid), "%s", start(NODE_ROTATE));
+    fk.last_op[0] = '\0';
+    c = command_of(cmd(ADMIN, NODE_ROTATE, sid, NULL, submit1("confirm", "1")));
+    ck_assert_str_eq(note_of(c, "error"), "Not rotated.");
+    ck_assert_int_eq(fk.rotations, 1);
+    ck_assert_str_eq(fk.last_op, "rotate by admin@a.test");
+}
+END_TEST
+
+START_TEST(test_audit_log)
+{
+    char sid[64];
+    fk.audit_len = 30;
+    const struct xml_node *r = cmd(ADMIN, NODE_AUDIT, NULL, NULL, NULL);
+    ck_assert_str_eq(options_of(r, "count"), "10 20 50 100");
+    ck_assert_str_eq(
+        value_of(field(xml_child(command_of(r), NS_DATA, "x"), "count")), "20");
+    snprintf(sid, sizeof(sid), "%s", xml_attr(command_of(r), "sessionid"));
+    r = cmd(ADMIN, NODE_AUDIT, sid, NULL, submit1("count", "7"));
+    ck_assert_str_eq(error_specific(r), "bad-payload");
+    const struct xml_node *c =
+        command_of(cmd(ADMIN, NODE_AUDIT, sid, NULL, submit1("count", "20")));
+    ck_assert_str_eq(xml_attr(c, "status"), "completed");
+    ck_assert_uint_eq(fk.audit_n, 20);
+    const struct xml_node *x = xml_child(c, NS_DATA, "x");
+    ck_assert_str_eq(xml_attr(x, "type"), "result");
+    const struct xml_node *rep = xml_child(x, NULL, "reported");
+    ck_assert_uint_eq(count_children(rep, "field"), 3);
+    ck_assert_str_eq(xml_attr(field(rep, "when"), "label"), "When (UTC)");
+    ck_assert_uint_eq(count_children(x, "item"), 20);
+    /* the newest row first: when, who, what */
+    const struct xml_node *item = xml_child(x, NULL, "item");
+    ck_assert_str_eq(value_of(field(item, "when")), "2023-11-14T22:13:20Z");
+    ck_assert_str_eq(value_of(field(item, "who")), "admin@a.test");
+    ck_assert_str_eq(value_of(field(item, "what")), "block d0.test");
+
+    /* fewer rows than asked for */
+    snprintf(sid, sizeof(sid), "%s", start(NODE_AUDIT));
+    c = command_of(cmd(ADMIN, NODE_AUDIT, sid, NULL, submit1("count", "100")));
+    ck_assert_uint_eq(fk.audit_n, 100);
+    ck_assert_uint_eq(count_children(xml_child(c, NS_DATA, "x"), "item"), 30);
+
+    /* empty, and unreadable */
+    fk.audit_len = 0;
+    snprintf(sid, sizeof(sid), "%s", start(NODE_AUDIT));
+    c = command_of(cmd(ADMIN, NODE_AUDIT, sid, NULL, submit1("count", "10")));
+    ck_assert_str_eq(note_of(c, "info"), "The audit log is empty.");
+    fk.audit_rc = ERR_SYS;
+    snprintf(sid, sizeof(sid), "%s", start(NODE_AUDIT));
+    c = command_of(cmd(ADMIN, NODE_AUDIT, sid, NULL, submit1("count", "10")));
+    ck_assert_str_eq(note_of(c, "error"),
+                     "The audit log cannot be read (see the log).");
+}
+END_TEST
+
 START_TEST(test_no_ops_no_commands)
 {
     /* a service nobody gave admin operations refuses even listed admins */
@@ -1061,6 +1190,8 @@ static Suite *adhoc_suite(void)
         {"block_domain", test_block_domain},
         {"unblock_domain", test_unblock_domain},
         {"route_commands", test_route_commands},
+        {"rotate_dialback_secret", test_rotate_dialback_secret},
+        {"audit_log", test_audit_log},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         TCase *tc = tcase_create(cases[i].name);

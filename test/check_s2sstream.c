@@ -1135,6 +1135,72 @@ START_TEST(in_db_verify_invalid)
 }
 END_TEST
 
+/* Sends a db:verify whose key was made under key_secret to a stream
+ * whose current secret is SECRET2 and previous SECRET; true if the
+ * answer is valid. After set_secrets when rotate is true, else from the
+ * config. */
+static bool rotated_verify(const char *key_secret, bool rotate)
+{
+    struct side in;
+    if (rotate) {
+        in_open(&in, false);
+        ck_assert_int_eq(s2s_stream_set_secrets(in.s, SECRET2, SECRET), 0);
+    } else {
+        memset(&in, 0, sizeof(in));
+        struct s2s_stream_config ic = in_config();
+        ic.tls_active = true;
+        ic.dialback_secret = SECRET2;
+        ic.previous_secret = SECRET;
+        side_open(&in, &ic);
+        in.served[0] = "b.test";
+        ck_assert_int_eq(feed(&in, HDR), 0);
+    }
+    free(take(&in));
+    char key[DIALBACK_KEY_LEN + 1];
+    ck_assert_int_eq(
+        dialback_key(key_secret, "c.test", "b.test", "D60000229F", key), 0);
+    char *req = db_verify_request(key);
+    ck_assert_int_eq(feed(&in, req), 0);
+    free(req);
+    bool valid = out_has(&in, "<db:verify from='b.test' to='c.test' "
+                              "id='D60000229F' type='valid'/>");
+    ck_assert(valid || out_has(&in, "<db:verify from='b.test' to='c.test' "
+                                    "id='D60000229F' type='invalid'/>"));
+    side_close(&in);
+    return valid;
+}
+
+START_TEST(in_db_verify_after_rotation)
+{
+    for (int rotate = 0; rotate <= 1; rotate++) {
+        /* the current secret and the one before it verify */
+        ck_assert(rotated_verify(SECRET2, rotate));
+        ck_assert(rotated_verify(SECRET, rotate));
+        /* an unrelated one does not */
+        ck_assert(!rotated_verify("unrelated-secret", rotate));
+    }
+}
+END_TEST
+
+START_TEST(in_db_verify_previous_dropped)
+{
+    /* once the grace is over, the previous secret no longer verifies */
+    struct side in;
+    in_open(&in, false);
+    ck_assert_int_eq(s2s_stream_set_secrets(in.s, SECRET2, NULL), 0);
+    free(take(&in));
+    char key[DIALBACK_KEY_LEN + 1];
+    ck_assert_int_eq(
+        dialback_key(SECRET, "c.test", "b.test", "D60000229F", key), 0);
+    char *req = db_verify_request(key);
+    ck_assert_int_eq(feed(&in, req), 0);
+    free(req);
+    ck_assert(out_has(&in, "<db:verify from='b.test' to='c.test' "
+                           "id='D60000229F' type='invalid'/>"));
+    side_close(&in);
+}
+END_TEST
+
 START_TEST(in_peer_close_answered)
 {
     struct side in;
@@ -1632,6 +1698,8 @@ static Suite *s2sstream_suite(void)
     tcase_add_test(tc, in_dialback_unserved_without_db_prefix);
     tcase_add_test(tc, in_db_verify_valid);
     tcase_add_test(tc, in_db_verify_invalid);
+    tcase_add_test(tc, in_db_verify_after_rotation);
+    tcase_add_test(tc, in_db_verify_previous_dropped);
     tcase_add_test(tc, in_peer_close_answered);
     tcase_add_test(tc, in_peer_stream_error_reported);
     tcase_add_test(tc, in_send_refused);

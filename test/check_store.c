@@ -141,6 +141,40 @@ START_TEST(test_audit_rows)
 }
 END_TEST
 
+START_TEST(test_audit_last)
+{
+    struct store *st = open_ok();
+    struct rows r = {.n = 0};
+    /* an empty log walks nothing */
+    ck_assert_int_eq(store_audit_last(st, 20, collect_audit, &r), 0);
+    ck_assert_uint_eq(r.n, 0);
+    for (long long i = 0; i < 5; i++) {
+        char what[32];
+        snprintf(what, sizeof(what), "op %lld", i);
+        ck_assert_int_eq(store_audit(st, "admin@a.test", what, 100 + i), 0);
+    }
+    /* the newest n, newest first */
+    ck_assert_int_eq(store_audit_last(st, 2, collect_audit, &r), 0);
+    ck_assert_uint_eq(r.n, 2);
+    ck_assert_str_eq(r.text, "104 admin@a.test op 4\n"
+                             "103 admin@a.test op 3\n");
+    /* more than there are: all of them */
+    memset(&r, 0, sizeof(r));
+    ck_assert_int_eq(store_audit_last(st, 20, collect_audit, &r), 0);
+    ck_assert_uint_eq(r.n, 5);
+    ck_assert_str_eq(r.text, "104 admin@a.test op 4\n"
+                             "103 admin@a.test op 3\n"
+                             "102 admin@a.test op 2\n"
+                             "101 admin@a.test op 1\n"
+                             "100 admin@a.test op 0\n");
+    /* none asked for, none walked */
+    memset(&r, 0, sizeof(r));
+    ck_assert_int_eq(store_audit_last(st, 0, collect_audit, &r), 0);
+    ck_assert_uint_eq(r.n, 0);
+    store_free(st);
+}
+END_TEST
+
 START_TEST(test_missing_directory)
 {
     char bad[400];
@@ -212,6 +246,7 @@ int main(void)
     tcase_add_test(tc, test_create_empty);
     tcase_add_test(tc, test_block_unblock_reload);
     tcase_add_test(tc, test_audit_rows);
+    tcase_add_test(tc, test_audit_last);
     tcase_add_test(tc, test_missing_directory);
     tcase_add_test(tc, test_unwritable_directory);
     tcase_add_test(tc, test_parent_is_a_file);

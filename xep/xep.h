@@ -134,6 +134,27 @@ struct xep_admin_ops {
                        const char *who,
                        char *msg,
                        size_t msglen);
+    /*
+     * Replaces the dialback secret with a fresh one (until restart, over
+     * any configured s2s.dialback_secret); keys under the previous one
+     * verify for a grace period. Audited with who first. 0 with a summary
+     * in msg; ERR_SYS (not audited, not done) or ERR_NOMEM with the
+     * reason in msg.
+     */
+    int (*rotate_dialback_secret)(void *ud,
+                                  const char *who,
+                                  char *msg,
+                                  size_t msglen);
+    /*
+     * Calls fn for the newest n audit rows, newest first (at: Unix time;
+     * strings borrowed for the call); a non-zero return from fn stops
+     * the walk and is returned. 0 or ERR_SYS.
+     */
+    int (*audit_log)(
+        void *ud,
+        size_t n,
+        int (*fn)(void *fnud, long long at, const char *who, const char *what),
+        void *fnud);
 };
 
 /* What a handler may use of the service that runs it. */

@@ -920,6 +920,132 @@ static int cmd_retry_run(const struct xep_context *ctx,
     return adhoc_route_run(ctx, s, cmd, true);
 }
 
+static void cmd_rotate_form(const struct xep_context *ctx,
+                            const struct adhoc_session *s,
+                            unsigned stage,
+                            struct form *f)
+{
+    (void)ctx;
+    (void)s;
+    (void)stage;
+    form_type(f);
+    form_fixed(f, "Replace the dialback secret with a fresh random one. New "
+                  "dialback keys use it at once; keys made under the "
+                  "previous secret still verify for ten minutes or until "
+                  "the next rotation. It overrides s2s.dialback_secret "
+                  "until fedgate restarts.");
+    (void)form_field(f, "confirm", "boolean", "Rotate now", true, "0");
+}
+
+static int cmd_rotate_run(const struct xep_context *ctx,
+                          const struct adhoc_session *s,
+                          struct xml_node *cmd)
+{
+    if (!adhoc_true(adhoc_get(s, "confirm"))) {
+        return adhoc_note(cmd, "info", "Not rotated.");
+    }
+    char who[ADHOC_JID_MAX + 1];
+    char msg[600] = "";
+    adhoc_bare(s, who, sizeof(who));
+    int rc = ctx->admin->rotate_dialback_secret(ctx->admin->ud, who, msg,
+                                                sizeof(msg));
+    return adhoc_outcome(cmd, rc, msg);
+}
+
+static const char *const adhoc_audit_counts[] = {"10", "20", "50", "100", NULL};
+
+static void cmd_audit_form(const struct xep_context *ctx,
+                           const struct adhoc_session *s,
+                           unsigned stage,
+                           struct form *f)
+{
+    (void)ctx;
+    (void)stage;
+    form_type(f);
+    const char *v = adhoc_get(s, "count");
+    struct xml_node *fl = form_field(f, "count", "list-single", "How many",
+                                     true, v != NULL ? v : "20");
+    for (size_t i = 0; adhoc_audit_counts[i] != NULL; i++) {
+        form_option(f, fl, adhoc_audit_counts[i], adhoc_audit_counts[i]);
+    }
+}
+
+/* Columns of the audit table. */
+enum { AUDIT_COLS = 3 };
+static const char *const audit_vars[AUDIT_COLS] = {"when", "who", "what"};
+static const char *const audit_labels[AUDIT_COLS] = {"When (UTC)", "Who",
+                                                     "What"};
+
+struct audit_table {
+    struct xml_node *x; /* the result form */
+    size_t rows;
+};
+
+/* Adds one audit row as a form item. 0 or ERR_NOMEM (stops the walk). */
+static int
+adhoc_audit_row(void *ud, long long at, const char *who, const char *what)
+{
+    struct audit_table *t = ud;
+    char when[32];
+    adhoc_time(at, when, sizeof(when));
+    const char *vals[AUDIT_COLS] = {when, who, what};
+    struct xml_node *item = xml_add_child(t->x, NULL, "item");
+    if (item == NULL) {
+        return ERR_NOMEM;
+    }
+    for (size_t c = 0; c < AUDIT_COLS; c++) {
+        struct xml_node *fl = xml_add_child(item, NULL, "field");
+        if (fl == NULL || xml_set_attr(fl, "var", audit_vars[c]) != 0 ||
+            adhoc_text_child(fl, NULL, "value", vals[c]) != 0) {
+            return ERR_NOMEM;
+        }
+    }
+    t->rows++;
+    return 0;
+}
+
+static int cmd_audit_run(const struct xep_context *ctx,
+                         const struct adhoc_session *s,
+                         struct xml_node *cmd)
+{
+    const char *v = adhoc_get(s, "count");
+    size_t n = 20;
+    for (size_t i = 0; v != NULL && adhoc_audit_counts[i] != NULL; i++) {
+        if (strcmp(v, adhoc_audit_counts[i]) == 0) {
+            n = (size_t)strtoul(v, NULL, 10);
+        }
+    }
+    struct form f;
+    form_start(&f, cmd, "result", "Audit log (newest first)", NULL);
+    form_type(&f);
+    struct xml_node *rep =
+        f.rc == 0 ? xml_add_child(f.x, NULL, "reported") : NULL;
+    for (size_t c = 0; c < AUDIT_COLS && rep != NULL; c++) {
+        struct xml_node *fl = xml_add_child(rep, NULL, "field");
+        if (fl == NULL || xml_set_attr(fl, "var", audit_vars[c]) != 0 ||
+            xml_set_attr(fl, "label", audit_labels[c]) != 0 ||
+            xml_set_attr(fl, "type", "text-single") != 0) {
+            rep = NULL;
+        }
+    }
+    if (rep == NULL) {
+        return ERR_NOMEM;
+    }
+    struct audit_table t = {.x = f.x, .rows = 0};
+    int rc = ctx->admin->audit_log(ctx->admin->ud, n, adhoc_audit_row, &t);
+    if (rc == ERR_NOMEM) {
+        return rc;
+    }
+    if (rc != 0) {
+        return adhoc_note(cmd, "error",
+                          "The audit log cannot be read (see the log).");
+    }
+    if (t.rows == 0) {
+        return adhoc_note(cmd, "info", "The audit log is empty.");
+    }
+    return 0;
+}
+
 static const struct adhoc_command adhoc_commands[] = {
     {"urn:fedgate:cmd:list-peers", "List peers", 0, NULL, cmd_list_peers_run,
      NULL},
@@ -941,6 +1067,10 @@ static const struct adhoc_command adhoc_commands[] = {
      cmd_route_form, cmd_disconnect_run, NULL},
     {"urn:fedgate:cmd:retry-route", "Retry a route now", 1, cmd_route_form,
      cmd_retry_run, NULL},
+    {"urn:fedgate:cmd:rotate-dialback-secret", "Rotate the dialback secret", 1,
+     cmd_rotate_form, cmd_rotate_run, NULL},
+    {"urn:fedgate:cmd:audit-log", "Show the audit log", 1, cmd_audit_form,
+     cmd_audit_run, NULL},
 };
 
 #define ADHOC_NCOMMANDS (sizeof(adhoc_commands) / sizeof(adhoc_commands[0]))

@@ -7,12 +7,13 @@
 # b.test, whose s2s address (host 127.0.N.9, port 5269) has nothing
 # listening. Phases:
 #   admin: pings b.test (the route tries and fails), lists the commands
-#          (all ten), runs list-peers and sees b.test with a last failure
+#          (all twelve), runs list-peers and sees b.test with a last failure
 #          that names the connect error; sets the log level to warn (the
 #          debug lines stop at once) and back; reads the statistics;
 #          walks peer-detail with next, prev and complete; asks for the
 #          Prosody snippet; reloads (OK), then reloads a broken file (the
-#          file:line error comes back, fedgate keeps running).
+#          file:line error comes back, fedgate keeps running); rotates
+#          the dialback secret and sees the rotation in the audit log.
 #   malformed: a list-single value that was not offered and a missing
 #          required field each get bad-request + bad-payload naming the
 #          field; the session survives and a good submission completes.
@@ -71,9 +72,10 @@ has()
 note "phase: admin pings b.test, then lists commands and peers"
 adhoc admin "$ADMIN_PW" ping:b.test list run:urn:fedgate:cmd:list-peers
 has '^ping-error remote-server-(not-found|timeout)' "the ping to b.test was not bounced"
-has '^commands 10$' "the admin does not see ten commands"
+has '^commands 12$' "the admin does not see twelve commands"
 for c in list-peers peer-detail statistics set-log-level reload server-snippet \
-    block-domain unblock-domain disconnect-route retry-route; do
+    block-domain unblock-domain disconnect-route retry-route \
+    rotate-dialback-secret audit-log; do
     has "^command urn:fedgate:cmd:$c " "command $c not listed"
 done
 has '^status completed$' "list-peers did not complete"
@@ -129,6 +131,16 @@ has "^field messages text-multi .*fedgate\\.conf:[0-9]+: unknown key 'colour'" \
     "the reload errors do not name file:line"
 fedgate_alive gw || fail "fedgate died on a broken reload"
 sed -i '/^colour = /d' "$conf"
+
+note "phase: rotate the dialback secret, then read the audit log"
+adhoc admin "$ADMIN_PW" run:urn:fedgate:cmd:rotate-dialback-secret \
+    submit:confirm=1 run:urn:fedgate:cmd:audit-log submit:count=10
+has '^note info The dialback secret is rotated' "the rotation was not confirmed"
+wait_for_log "$log" 'dialback secret rotated by admin@a\.test' 10 ||
+    fail "no 'dialback secret rotated' line"
+has '^item when=[0-9T:-]+Z;who=admin@a\.test;what=rotate dialback secret$' \
+    "the audit log does not show the rotation"
+fedgate_alive gw || fail "fedgate died rotating the dialback secret"
 
 note "phase: malformed submissions get field-level errors"
 adhoc admin "$ADMIN_PW" run:urn:fedgate:cmd:set-log-level submit:level=loud \
