@@ -19,6 +19,7 @@
 #include <idn2.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -277,4 +278,28 @@ int jid_domain_of(const char *jid, char *out, size_t outsz)
     memcpy(out, domain, domain_len);
     out[domain_len] = '\0';
     return 0;
+}
+
+int jid_domain_canon(const char *jid, char *out, size_t outsz)
+{
+    if (jid == NULL || jid_domain_of(jid, out, outsz) != 0) {
+        return ERR_INVAL;
+    }
+    size_t n = strlen(out);
+    bool plain = n > 0 && out[n - 1] != '.';
+    for (size_t i = 0; plain && i < n; i++) {
+        char c = out[i];
+        plain = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' ||
+                c == '-';
+    }
+    if (plain) {
+        return 0;
+    }
+    char *norm = NULL;
+    if (jid_domain_normalize(out, &norm) != 0) {
+        return ERR_INVAL;
+    }
+    int rc = snprintf(out, outsz, "%s", norm) < (int)outsz ? 0 : ERR_INVAL;
+    free(norm);
+    return rc;
 }

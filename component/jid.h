@@ -41,4 +41,12 @@ void jid_clear(struct jid *j);
  */
 int jid_domain_of(const char *jid, char *out, size_t outsz);
 
+/*
+ * Copies the domain of a JID into out in canonical form: a plain
+ * lower-case ASCII name is taken as it is (the fast path for routing),
+ * anything else goes through jid_domain_normalize. 0, or ERR_INVAL (jid
+ * NULL, no domain, not a valid domain, or it does not fit).
+ */
+int jid_domain_canon(const char *jid, char *out, size_t outsz);
+
 #endif

@@ -272,34 +272,6 @@ route_get(struct s2s *s2s, const char *local, const char *remote)
     return r;
 }
 
-/*
- * Copies the domain of jid into out, normalised (the fast path keeps a
- * plain lower-case ASCII name as it is). 0, or ERR_INVAL.
- */
-static int s2s_domain_canon(const char *jid, char *out, size_t outsz)
-{
-    if (jid == NULL || jid_domain_of(jid, out, outsz) != 0) {
-        return ERR_INVAL;
-    }
-    size_t n = strlen(out);
-    bool plain = n > 0 && out[n - 1] != '.';
-    for (size_t i = 0; plain && i < n; i++) {
-        char ch = out[i];
-        plain = (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
-                ch == '.' || ch == '-';
-    }
-    if (plain) {
-        return 0;
-    }
-    char *norm = NULL;
-    if (jid_domain_normalize(out, &norm) != 0) {
-        return ERR_INVAL;
-    }
-    int rc = snprintf(out, outsz, "%s", norm) < (int)outsz ? 0 : ERR_INVAL;
-    free(norm);
-    return rc;
-}
-
 /* Something arrived from remote (normalised): every route to it has
  * heard from its peer. */
 static void s2s_heard_from(struct s2s *s2s, const char *remote)
@@ -1015,8 +987,8 @@ static bool s2s_take_ping_answer(struct s2s *s2s, struct xml_node *st)
         (strcmp(type, "result") != 0 && strcmp(type, "error") != 0) ||
         strncmp(id, S2S_PING_PREFIX, sizeof(S2S_PING_PREFIX) - 1) != 0 ||
         strpbrk(to, "@/") != NULL ||
-        s2s_domain_canon(to, local, sizeof(local)) != 0 ||
-        s2s_domain_canon(xml_attr(st, "from"), remote, sizeof(remote)) != 0) {
+        jid_domain_canon(to, local, sizeof(local)) != 0 ||
+        jid_domain_canon(xml_attr(st, "from"), remote, sizeof(remote)) != 0) {
         return false;
     }
     struct s2s_route *r = route_find(s2s, local, remote);
@@ -1040,7 +1012,7 @@ static void cb_stanza(void *ud, struct xml_node *st)
     c->stanzas_in++;
     c->last_in_ms = c->last_stanza_ms = loop_now_ms(c->s2s->loop);
     if (!c->outbound) {
-        if (s2s_domain_canon(xml_attr(st, "from"), from, sizeof(from)) == 0) {
+        if (jid_domain_canon(xml_attr(st, "from"), from, sizeof(from)) == 0) {
             s2s_heard_from(c->s2s, from);
         }
         if (s2s_take_ping_answer(c->s2s, st)) {
@@ -1164,6 +1136,22 @@ static void conn_tls_step(struct s2s_conn *c)
     (void)conn_flush(c);
 }
 
+/* XEP-0368: TLS from the first byte (ALPN xmpp-server); the stream
+ * starts when the handshake is done. */
+static void conn_start_direct_tls(struct s2s_conn *c)
+{
+    c->tls = c->outbound
+                 ? tls_conn_new_for(c->s2s->tls, c->fd, true, c->route->remote,
+                                    true, c->route->local)
+                 : tls_conn_new(c->s2s->tls, c->fd, false, NULL, true);
+    if (c->tls == NULL) {
+        conn_destroy(c, "cannot start TLS: out of memory");
+        return;
+    }
+    c->tls_handshaking = true;
+    conn_tls_step(c);
+}
+
 static void conn_start_tls(struct s2s_conn *c)
 {
     c->want_tls = false;
@@ -1270,14 +1258,7 @@ static void conn_on_io(struct loop *loop, int fd, unsigned events, void *ud)
             conn_on_timer, c);
         log_conn(LOG_LEVEL_INFO, c->who, "connected");
         if (c->direct_tls) {
-            c->tls = tls_conn_new_for(c->s2s->tls, fd, true, c->route->remote,
-                                      true, c->route->local);
-            if (c->tls == NULL) {
-                conn_destroy(c, "cannot start TLS: out of memory");
-                return;
-            }
-            c->tls_handshaking = true;
-            conn_tls_step(c);
+            conn_start_direct_tls(c);
             return;
         }
         int rc = conn_make_stream(c);
@@ -1717,13 +1698,7 @@ listener_on_accept(struct loop *loop, int fd, unsigned events, void *ud)
                        conn_on_timer, c);
     log_conn(LOG_LEVEL_INFO, c->who, "accepted");
     if (l->direct_tls) {
-        c->tls = tls_conn_new(s2s->tls, cfd, false, NULL, true);
-        if (c->tls == NULL) {
-            conn_destroy(c, "cannot start TLS: out of memory");
-            return;
-        }
-        c->tls_handshaking = true;
-        conn_tls_step(c);
+        conn_start_direct_tls(c);
         return;
     }
     int rc = conn_make_stream(c);

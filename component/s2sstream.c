@@ -1304,33 +1304,6 @@ static void out_on_element(struct s2s_stream *s, struct xml_node *el)
 
 /* ---- S2S_IN ----------------------------------------------------------- */
 
-/* The domain of a stanza address in canonical form into out. Plain
- * lower-case ASCII names are taken as they are (the fast path); anything
- * else goes through the full normalisation. 0 or ERR_INVAL. */
-static int domain_canon(const char *jid, char *out, size_t outsz)
-{
-    if (jid == NULL || jid_domain_of(jid, out, outsz) != 0) {
-        return ERR_INVAL;
-    }
-    size_t n = strlen(out);
-    bool plain = n > 0 && out[n - 1] != '.';
-    for (size_t i = 0; plain && i < n; i++) {
-        char c = out[i];
-        plain = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' ||
-                c == '-';
-    }
-    if (plain) {
-        return 0;
-    }
-    char *norm = NULL;
-    if (jid_domain_normalize(out, &norm) != 0) {
-        return ERR_INVAL;
-    }
-    int rc = snprintf(out, outsz, "%s", norm) < (int)outsz ? 0 : ERR_INVAL;
-    free(norm);
-    return rc;
-}
-
 /* Is the stream encrypted if it has to be? Fails it otherwise. */
 static bool in_tls_ok(struct s2s_stream *s)
 {
@@ -1590,8 +1563,8 @@ static void in_on_stanza(struct s2s_stream *s, struct xml_node *st)
     const char *jto = xml_attr(st, "to");
     if (!any_pair_valid(s)) {
         s2s_fail(s, ERR_AUTH, "not-authorized", "stanza before authentication");
-    } else if (domain_canon(jfrom, from, sizeof(from)) != 0 ||
-               domain_canon(jto, to, sizeof(to)) != 0) {
+    } else if (jid_domain_canon(jfrom, from, sizeof(from)) != 0 ||
+               jid_domain_canon(jto, to, sizeof(to)) != 0) {
         s2s_fail(s, ERR_INVAL, "improper-addressing",
                  "stanza without valid 'from' and 'to'");
     } else if (!remote_valid(s, from)) {
@@ -1957,8 +1930,8 @@ int s2s_stream_send(struct s2s_stream *s, const struct xml_node *st)
     char to[S2S_DOMAIN_MAX];
     /* Stanzas flow only from the initiating side (no XEP-0288). */
     if (s->cfg.role != S2S_OUT || st->kind != XML_NODE_ELEMENT ||
-        domain_canon(xml_attr(st, "from"), from, sizeof(from)) != 0 ||
-        domain_canon(xml_attr(st, "to"), to, sizeof(to)) != 0 ||
+        jid_domain_canon(xml_attr(st, "from"), from, sizeof(from)) != 0 ||
+        jid_domain_canon(xml_attr(st, "to"), to, sizeof(to)) != 0 ||
         !pair_valid(s, from, to)) {
         return ERR_AUTH;
     }

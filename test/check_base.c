@@ -811,6 +811,26 @@ START_TEST(jid_parse_part_lengths)
 }
 END_TEST
 
+START_TEST(jid_domain_canon_forms)
+{
+    char out[64];
+    /* plain names pass as they are, others are normalised */
+    ck_assert_int_eq(jid_domain_canon("u@b.test/r", out, sizeof(out)), 0);
+    ck_assert_str_eq(out, "b.test");
+    ck_assert_int_eq(jid_domain_canon("u@B.Test.", out, sizeof(out)), 0);
+    ck_assert_str_eq(out, "b.test");
+    ck_assert_int_eq(jid_domain_canon("b\xc3\xbc"
+                                      "cher.example",
+                                      out, sizeof(out)),
+                     0);
+    ck_assert_str_eq(out, "xn--bcher-kva.example");
+    ck_assert_int_eq(jid_domain_canon(NULL, out, sizeof(out)), ERR_INVAL);
+    ck_assert_int_eq(jid_domain_canon("u@", out, sizeof(out)), ERR_INVAL);
+    ck_assert_int_eq(jid_domain_canon("u@a b.test", out, sizeof(out)),
+                     ERR_INVAL);
+}
+END_TEST
+
 START_TEST(jid_domain_of_variants)
 {
     char out[32];
@@ -909,6 +929,7 @@ static Suite *base_suite(void)
     tcase_add_test(tc, jid_parse_separators_in_resource);
     tcase_add_test(tc, jid_parse_rejects_empty_parts);
     tcase_add_test(tc, jid_parse_part_lengths);
+    tcase_add_test(tc, jid_domain_canon_forms);
     tcase_add_test(tc, jid_domain_of_variants);
     tcase_add_test(tc, jid_domain_of_rejects);
     suite_add_tcase(s, tc);

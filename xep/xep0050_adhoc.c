@@ -793,16 +793,31 @@ static int adhoc_outcome(struct xml_node *cmd, int rc, const char *msg)
     return adhoc_note(cmd, rc == 0 ? "info" : "error", msg);
 }
 
-static int cmd_block_run(const struct xep_context *ctx,
-                         const struct adhoc_session *s,
-                         struct xml_node *cmd)
+/* The shape of block_domain and unblock_domain in xep_admin_ops. */
+typedef int adhoc_domain_op_fn(void *ud,
+                               const char *domain,
+                               const char *who,
+                               char *msg,
+                               size_t msglen);
+
+/* Runs a domain change for the session's admin and reports it. */
+static int adhoc_run_domain_op(const struct xep_context *ctx,
+                               const struct adhoc_session *s,
+                               struct xml_node *cmd,
+                               adhoc_domain_op_fn *op)
 {
     char who[ADHOC_JID_MAX + 1];
     char msg[600] = "";
     adhoc_bare(s, who, sizeof(who));
-    int rc = ctx->admin->block_domain(ctx->admin->ud, adhoc_get(s, "domain"),
-                                      who, msg, sizeof(msg));
+    int rc = op(ctx->admin->ud, adhoc_get(s, "domain"), who, msg, sizeof(msg));
     return adhoc_outcome(cmd, rc, msg);
+}
+
+static int cmd_block_run(const struct xep_context *ctx,
+                         const struct adhoc_session *s,
+                         struct xml_node *cmd)
+{
+    return adhoc_run_domain_op(ctx, s, cmd, ctx->admin->block_domain);
 }
 
 static void cmd_unblock_form(const struct xep_context *ctx,
@@ -831,12 +846,7 @@ static int cmd_unblock_run(const struct xep_context *ctx,
                            const struct adhoc_session *s,
                            struct xml_node *cmd)
 {
-    char who[ADHOC_JID_MAX + 1];
-    char msg[600] = "";
-    adhoc_bare(s, who, sizeof(who));
-    int rc = ctx->admin->unblock_domain(ctx->admin->ud, adhoc_get(s, "domain"),
-                                        who, msg, sizeof(msg));
-    return adhoc_outcome(cmd, rc, msg);
+    return adhoc_run_domain_op(ctx, s, cmd, ctx->admin->unblock_domain);
 }
 
 /* One option per route: label "local -> remote", value "local/remote"
