@@ -292,6 +292,28 @@ static const struct conf_key conf_keys[] = {
      .max = 86400000,
      .doc = "The longest delay between reconnection attempts, in "
             "milliseconds."},
+    {.scope = SCOPE_UPSTREAM,
+     .name = "peer_hook",
+     .type = KT_STRING,
+     .off = ROOT(peer_hook),
+     .check = check_text,
+     .doc = "A command fedgate runs after an administrator adds, edits or "
+            "removes a peer at run time, so that the home server routes "
+            "the peer's domains to fedgate (or stops). Run by /bin/sh as "
+            "'COMMAND \"$@\"' with the arguments add or remove and the "
+            "peer's domains (the peer, then its services); for add, stdin "
+            "has one line \"DOMAIN SECRET\" per domain. Exit 0 means done; "
+            "its output is shown to the administrator. Ready-made hooks for "
+            "Prosody and ejabberd are in config/hooks. Not set: the home "
+            "server is left to the administrator (see server-snippet)."},
+    {.scope = SCOPE_UPSTREAM,
+     .name = "peer_hook_timeout",
+     .type = KT_UINT,
+     .off = ROOT(peer_hook_timeout),
+     .def_num = 60,
+     .min = 1,
+     .max = 3600,
+     .doc = "Seconds peer_hook may run before it is killed."},
 
     {.scope = SCOPE_PEER,
      .name = "domain",
@@ -1222,6 +1244,132 @@ void conf_free(struct conf *cfg)
     free(cfg);
 }
 
+/* ---- copying ---- */
+
+/*
+ * Makes dst (a byte copy of a struct of scope) own copies of what the
+ * table says the scope points to. Every pointer is first cleared, so on
+ * ERR_NOMEM dst holds only what was copied and scope_free(dst) is safe.
+ */
+static int scope_copy(enum conf_scope scope, void *dst, const void *src)
+{
+    for (size_t i = 0; i < NELEM(conf_keys); i++) {
+        const struct conf_key *k = &conf_keys[i];
+        if (k->scope != scope) {
+            continue;
+        }
+        if (k->type == KT_STRING) {
+            *(char **)field(dst, k->off) = NULL;
+        } else if (k->type == KT_STRLIST) {
+            *(char ***)field(dst, k->off) = NULL;
+            *(size_t *)field(dst, k->off_n) = 0;
+        } else if (k->type == KT_LIST) {
+            list_set(dst, k, NULL);
+            *(size_t *)field(dst, k->off_n) = 0;
+        } else if (k->type == KT_GROUP) {
+            (void)scope_copy(k->child, dst, NULL); /* clears only */
+        }
+    }
+    if (src == NULL) {
+        return 0;
+    }
+    for (size_t i = 0; i < NELEM(conf_keys); i++) {
+        const struct conf_key *k = &conf_keys[i];
+        if (k->scope != scope) {
+            continue;
+        }
+        switch (k->type) {
+        case KT_STRING: {
+            const char *v = *(char *const *)cfield(src, k->off);
+            if (v != NULL && dup_out(v, field(dst, k->off)) != 0) {
+                return ERR_NOMEM;
+            }
+            break;
+        }
+        case KT_STRLIST: {
+            char *const *v = *(char **const *)cfield(src, k->off);
+            size_t n = *(const size_t *)cfield(src, k->off_n);
+            char **c = n > 0 ? calloc(n, sizeof(*c)) : NULL;
+            if (n > 0 && c == NULL) {
+                return ERR_NOMEM;
+            }
+            *(char ***)field(dst, k->off) = c;
+            *(size_t *)field(dst, k->off_n) = n;
+            for (size_t j = 0; j < n; j++) {
+                if (dup_out(v[j], &c[j]) != 0) {
+                    return ERR_NOMEM;
+                }
+            }
+            break;
+        }
+        case KT_GROUP:
+            if (scope_copy(k->child, dst, src) != 0) {
+                return ERR_NOMEM;
+            }
+            break;
+        case KT_LIST: {
+            const char *v = list_get(src, k);
+            size_t n = *(const size_t *)cfield(src, k->off_n);
+            char *c = n > 0 ? calloc(n, k->elem_size) : NULL;
+            if (n > 0 && c == NULL) {
+                return ERR_NOMEM;
+            }
+            list_set(dst, k, c);
+            for (size_t j = 0; j < n; j++) {
+                memcpy(c + j * k->elem_size, v + j * k->elem_size,
+                       k->elem_size);
+                (*(size_t *)field(dst, k->off_n))++;
+                if (scope_copy(k->child, c + j * k->elem_size,
+                               v + j * k->elem_size) != 0) {
+                    return ERR_NOMEM;
+                }
+            }
+            break;
+        }
+        case KT_BOOL:
+        case KT_UINT:
+        case KT_SIZE:
+        case KT_AUTH:
+        case KT_LOGLEVEL:
+            break;
+        }
+    }
+    return 0;
+}
+
+struct conf *conf_dup(const struct conf *cfg)
+{
+    struct conf *c = malloc(sizeof(*c));
+    if (c == NULL) {
+        return NULL;
+    }
+    memcpy(c, cfg, sizeof(*c));
+    c->path = NULL;
+    if (scope_copy(SCOPE_ROOT, c, cfg) != 0 ||
+        (c->path = strdup(cfg->path)) == NULL) {
+        conf_free(c);
+        return NULL;
+    }
+    return c;
+}
+
+int conf_peer_copy(struct conf_peer *dst, const struct conf_peer *src)
+{
+    memcpy(dst, src, sizeof(*dst));
+    if (scope_copy(SCOPE_PEER, dst, src) != 0) {
+        scope_free(SCOPE_PEER, dst);
+        return ERR_NOMEM;
+    }
+    return 0;
+}
+
+void conf_peer_clear(struct conf_peer *p)
+{
+    if (p != NULL) {
+        scope_free(SCOPE_PEER, p);
+    }
+}
+
 /* ---- parsing ---- */
 
 /*
@@ -1769,6 +1917,31 @@ check_tls_domains(struct conf_loader *ld, const struct conf *cfg, bool has_cert)
     }
 }
 
+/* What a peer's own keys must satisfy together. */
+static void
+check_peer(struct conf_loader *ld, const struct conf_peer *p, bool has_cert)
+{
+    const char *d = p->domain != NULL ? p->domain : "?";
+    if (p->tls_required && !has_cert) {
+        conf_err_line(ld, p->line,
+                      "peer '%s' requires TLS but 'tls.certificate' is "
+                      "not set",
+                      d);
+    }
+    if (p->auth == CONF_AUTH_CERTIFICATE && !p->tls_required) {
+        conf_err_line(ld, p->line,
+                      "peer '%s': auth \"certificate\" needs "
+                      "tls_required = true",
+                      d);
+    }
+    if (p->port != 0 && p->host == NULL) {
+        conf_err_line(ld, p->line,
+                      "peer '%s': 'peers.port' needs "
+                      "'peers.host'",
+                      d);
+    }
+}
+
 static void check_cross(struct conf_loader *ld, const struct conf *cfg)
 {
     check_domains_unique(ld, cfg);
@@ -1801,26 +1974,7 @@ static void check_cross(struct conf_loader *ld, const struct conf *cfg)
     }
     check_tls_domains(ld, cfg, has_cert);
     for (size_t i = 0; i < cfg->npeers; i++) {
-        const struct conf_peer *p = &cfg->peers[i];
-        const char *d = p->domain != NULL ? p->domain : "?";
-        if (p->tls_required && !has_cert) {
-            conf_err_line(ld, p->line,
-                          "peer '%s' requires TLS but 'tls.certificate' is "
-                          "not set",
-                          d);
-        }
-        if (p->auth == CONF_AUTH_CERTIFICATE && !p->tls_required) {
-            conf_err_line(ld, p->line,
-                          "peer '%s': auth \"certificate\" needs "
-                          "tls_required = true",
-                          d);
-        }
-        if (p->port != 0 && p->host == NULL) {
-            conf_err_line(ld, p->line,
-                          "peer '%s': 'peers.port' needs "
-                          "'peers.host'",
-                          d);
-        }
+        check_peer(ld, &cfg->peers[i], has_cert);
     }
 }
 
@@ -1928,6 +2082,43 @@ out:
     return rc;
 }
 
+int conf_peer_parse(const char *text,
+                    const char *label,
+                    bool has_cert,
+                    struct conf_peer *out,
+                    FILE *err)
+{
+    struct conf_loader ld = {.path = label, .err = err};
+    int rc = ERR_CONFIG;
+
+    memset(out, 0, sizeof(*out));
+    config_init(&ld.lc);
+    scope_defaults(&ld, SCOPE_PEER, out);
+    if (!ld.nomem && config_read_string(&ld.lc, text) != CONFIG_TRUE) {
+        if (ld.err != NULL) {
+            fprintf(ld.err, "%s:%d: %s\n", label, config_error_line(&ld.lc),
+                    config_error_text(&ld.lc));
+        }
+        ld.nerrors++;
+    } else if (!ld.nomem) {
+        parse_scope(&ld, config_root_setting(&ld.lc), SCOPE_PEER, out);
+        if (!ld.nomem && ld.nerrors == 0) {
+            check_peer(&ld, out, has_cert);
+        }
+    }
+    if (ld.nomem) {
+        rc = ERR_NOMEM;
+    } else if (ld.nerrors == 0) {
+        rc = 0;
+    }
+    wipe_secrets(config_root_setting(&ld.lc), SCOPE_PEER);
+    config_destroy(&ld.lc);
+    if (rc != 0) {
+        scope_free(SCOPE_PEER, out);
+    }
+    return rc;
+}
+
 /* ---- lookups ---- */
 
 const char *conf_secret_for(const struct conf *cfg, const char *domain)
@@ -1955,8 +2146,7 @@ const char *conf_secret_for(const struct conf *cfg, const char *domain)
 
 /* ---- printing the configuration ---- */
 
-/* A libconfig string literal. */
-static void put_conf_string(FILE *out, const char *s)
+void conf_print_string(const char *s, FILE *out)
 {
     fputc('"', out);
     for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
@@ -1972,22 +2162,31 @@ static void put_conf_string(FILE *out, const char *s)
     fputc('"', out);
 }
 
-static void
-print_scope(FILE *out, enum conf_scope scope, const void *base, int ind);
+/* How print_scope writes secrets. */
+enum print_secrets { PRINT_HIDE_SECRETS, PRINT_SECRETS };
 
-static void
-print_key(FILE *out, const struct conf_key *k, const void *base, int ind)
+static void print_scope(FILE *out,
+                        enum conf_scope scope,
+                        const void *base,
+                        int ind,
+                        enum print_secrets secrets);
+
+static void print_key(FILE *out,
+                      const struct conf_key *k,
+                      const void *base,
+                      int ind,
+                      enum print_secrets secrets)
 {
     switch (k->type) {
     case KT_STRING: {
         const char *v = *(char *const *)cfield(base, k->off);
         if (v == NULL) {
             fprintf(out, "%*s// %s: not set\n", ind, "", k->name);
-        } else if (k->flags & KF_SECRET) {
+        } else if ((k->flags & KF_SECRET) && secrets == PRINT_HIDE_SECRETS) {
             fprintf(out, "%*s%s = \"(set)\";\n", ind, "", k->name);
         } else {
             fprintf(out, "%*s%s = ", ind, "", k->name);
-            put_conf_string(out, v);
+            conf_print_string(v, out);
             fputs(";\n", out);
         }
         break;
@@ -2014,7 +2213,7 @@ print_key(FILE *out, const struct conf_key *k, const void *base, int ind)
         size_t n = *(const size_t *)cfield(base, k->off_n);
         fprintf(out, "%*s%s = [ ", ind, "", k->name);
         for (size_t i = 0; i < n; i++) {
-            put_conf_string(out, v[i]);
+            conf_print_string(v[i], out);
             fputs(i + 1 < n ? ", " : " ", out);
         }
         fputs("];\n", out);
@@ -2030,7 +2229,7 @@ print_key(FILE *out, const struct conf_key *k, const void *base, int ind)
         break;
     case KT_GROUP:
         fprintf(out, "%*s%s = {\n", ind, "", k->name);
-        print_scope(out, k->child, base, ind + 4);
+        print_scope(out, k->child, base, ind + 4, secrets);
         fprintf(out, "%*s};\n", ind, "");
         break;
     case KT_LIST: {
@@ -2043,7 +2242,7 @@ print_key(FILE *out, const struct conf_key *k, const void *base, int ind)
         fprintf(out, "%*s%s = (\n", ind, "", k->name);
         for (size_t i = 0; i < n; i++) {
             fprintf(out, "%*s{\n", ind + 4, "");
-            print_scope(out, k->child, v + i * k->elem_size, ind + 8);
+            print_scope(out, k->child, v + i * k->elem_size, ind + 8, secrets);
             fprintf(out, "%*s}%s\n", ind + 4, "", i + 1 < n ? "," : "");
         }
         fprintf(out, "%*s);\n", ind, "");
@@ -2052,14 +2251,22 @@ print_key(FILE *out, const struct conf_key *k, const void *base, int ind)
     }
 }
 
-static void
-print_scope(FILE *out, enum conf_scope scope, const void *base, int ind)
+static void print_scope(FILE *out,
+                        enum conf_scope scope,
+                        const void *base,
+                        int ind,
+                        enum print_secrets secrets)
 {
     for (size_t i = 0; i < NELEM(conf_keys); i++) {
         if (conf_keys[i].scope == scope) {
-            print_key(out, &conf_keys[i], base, ind);
+            print_key(out, &conf_keys[i], base, ind, secrets);
         }
     }
+}
+
+void conf_peer_print(const struct conf_peer *p, FILE *out)
+{
+    print_scope(out, SCOPE_PEER, p, 0, PRINT_SECRETS);
 }
 
 void conf_print(const struct conf *cfg, FILE *out)
@@ -2072,7 +2279,7 @@ void conf_print(const struct conf *cfg, FILE *out)
         fputc(*p < 0x20 || *p == 0x7f ? '?' : *p, out);
     }
     fputc('\n', out);
-    print_scope(out, SCOPE_ROOT, cfg, 0);
+    print_scope(out, SCOPE_ROOT, cfg, 0, PRINT_HIDE_SECRETS);
 }
 
 /* ---- printing the home-server snippet ---- */

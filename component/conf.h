@@ -49,7 +49,9 @@ struct conf_peer {
     char *host;          /* static override of DNS, or NULL */
     unsigned port;       /* with host; 0 = not set (5269) */
     size_t stanza_max;   /* 0 = not set: limits.stanza_max applies */
-    int line;            /* where the peer was defined */
+    int line;            /* where the peer was defined (0: not in the
+                          * file) */
+    bool runtime;        /* defined or changed at run time (state_db) */
 };
 
 /* A local domain that presents a certificate of its own (tls.domains). */
@@ -81,6 +83,9 @@ struct conf {
     unsigned upstream_handshake_timeout; /* seconds, default 10 */
     unsigned backoff_initial_ms;         /* default 500 */
     unsigned backoff_max_ms;             /* default 60000 */
+    char *peer_hook;                     /* command run after a runtime peer
+                                          * change, or NULL */
+    unsigned peer_hook_timeout;          /* seconds, default 60 */
 
     /* peers */
     struct conf_peer *peers;
@@ -159,6 +164,39 @@ void conf_print(const struct conf *cfg, FILE *out);
  * 0, or ERR_INVAL for an unknown kind.
  */
 int conf_print_server(const struct conf *cfg, const char *kind, FILE *out);
+
+/* Writes s as a string literal of the file's syntax (quoted, escaped). */
+void conf_print_string(const char *s, FILE *out);
+
+/* A deep copy of cfg (NULL on ENOMEM). */
+struct conf *conf_dup(const struct conf *cfg);
+
+/* Makes dst a deep copy of src. 0 or ERR_NOMEM (dst then empty). */
+int conf_peer_copy(struct conf_peer *dst, const struct conf_peer *src);
+
+/* Frees what a peer owns (wiping secrets); the struct itself stays. */
+void conf_peer_clear(struct conf_peer *p);
+
+/*
+ * Writes one peer's keys in the file's syntax, secrets included (for
+ * state_db, never for display). conf_peer_parse reads it back.
+ */
+void conf_peer_print(const struct conf_peer *p, FILE *out);
+
+/*
+ * Parses the keys of one peer group (the text between the braces of a
+ * peers entry) with the same checks as the file, plus the checks a peer
+ * makes alone (has_cert: whether tls.certificate is set). 0 with *out
+ * filled (free with conf_peer_clear; line is 0, runtime false); or
+ * ERR_CONFIG / ERR_NOMEM with "LABEL:LINE: message" lines in err and
+ * *out empty. Checks against the other peers are the caller's
+ * (peers.h).
+ */
+int conf_peer_parse(const char *text,
+                    const char *label,
+                    bool has_cert,
+                    struct conf_peer *out,
+                    FILE *err);
 
 /*
  * The XEP-0114 secret for the upstream stream of domain (normalised):

@@ -28,6 +28,7 @@
 #include "config.h"
 
 #include "daemon.h"
+#include "daemon_priv.h"
 
 #include "dns.h"
 #include "err.h"
@@ -46,24 +47,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-struct daemon {
-    struct loop *loop;
-    struct conf *cfg;
-    struct upstream *up;
-    struct service *svc;
-    struct dns *dns;
-    struct tls_ctx *tls;
-    struct s2s *s2s;
-    struct store *store; /* state_db: blocks and the audit log */
-    bool stopping;
-    int pending_stops; /* subsystems still closing at shutdown */
-    struct xep_admin_ops admin;
-    uint64_t started_ms;
-    unsigned long bounces; /* undeliverable stanzas, both ways */
-    struct conf *pending;  /* a checked config the timer applies */
-    struct loop_timer *apply_timer;
-};
 
 /* The upstream domains of a config: the service JID, then each peer and
  * its service domains. Returns a new array (strings borrowed from cfg). */
@@ -262,6 +245,13 @@ daemon_reload_load(struct daemon *d, struct conf **out, char **errors)
     }
     int rc = conf_load(d->cfg->path, out, err);
     fclose(err);
+    if (rc == 0) {
+        rc = daemon_peers_overlay(d, *out);
+        if (rc != 0) {
+            conf_free(*out);
+            *out = NULL;
+        }
+    }
     return rc;
 }
 
@@ -278,7 +268,8 @@ static void daemon_reload_commit(struct daemon *d, struct conf *fresh)
         log_error("reload of %s: applying failed: %s", fresh->path,
                   err_str(rc));
     } else {
-        log_info("reloaded %s: %zu peer(s)", fresh->path, fresh->npeers);
+        log_info("configuration applied (%s): %zu peer(s)", fresh->path,
+                 fresh->npeers);
     }
     conf_free(old);
 }
@@ -516,19 +507,33 @@ static int daemon_admin_reload(void *ud, char *msg, size_t msglen)
         return rc == ERR_NOMEM ? rc : ERR_CONFIG;
     }
     free(errors);
+    size_t npeers = fresh->npeers, nadmins = fresh->nadmins;
+    if (daemon_schedule_apply(d, fresh) != 0) { /* transferred */
+        snprintf(msg, msglen, "out of memory");
+        return ERR_NOMEM;
+    }
+    snprintf(msg, msglen, "%s: %zu peer(s), %zu admin(s); applied now",
+             d->cfg->path, npeers, nadmins);
+    return 0;
+}
+
+int daemon_schedule_apply(struct daemon *d, struct conf *cfg)
+{
     if (d->apply_timer == NULL) {
         d->apply_timer = loop_timer_add(d->loop, 0, daemon_apply_pending, d);
         if (d->apply_timer == NULL) {
-            conf_free(fresh);
-            snprintf(msg, msglen, "out of memory");
+            conf_free(cfg);
             return ERR_NOMEM;
         }
     }
     conf_free(d->pending);
-    d->pending = fresh; /* transferred */
-    snprintf(msg, msglen, "%s: %zu peer(s), %zu admin(s); applied now",
-             fresh->path, fresh->npeers, fresh->nadmins);
+    d->pending = cfg; /* transferred */
     return 0;
+}
+
+const struct conf *daemon_latest_conf(const struct daemon *d)
+{
+    return d->pending != NULL ? d->pending : d->cfg;
 }
 
 static int daemon_admin_snippet(void *ud, const char *kind, char **out)
@@ -809,6 +814,7 @@ static void daemon_on_signal(struct loop *loop, int signo, void *ud)
     }
     log_info("%s: closing streams", strsignal(signo));
     d->stopping = true;
+    daemon_peers_cancel_hooks(d);
     d->pending_stops = 2;
     s2s_shutdown(d->s2s, daemon_on_stopped, d);
     upstream_shutdown(d->up, daemon_on_stopped, d);
@@ -926,6 +932,11 @@ int daemon_run(struct conf *cfg)
         .route_retry = daemon_admin_retry,
         .rotate_dialback_secret = daemon_admin_rotate,
         .audit_log = daemon_admin_audit_log,
+        .configured_count = daemon_admin_configured_count,
+        .configured_domain = daemon_admin_configured_domain,
+        .peer_settings = daemon_admin_peer_settings,
+        .peer_put = daemon_admin_peer_put,
+        .peer_remove = daemon_admin_peer_remove,
     };
     struct upstream_settings s;
     int rc = ERR_NOMEM;
@@ -956,6 +967,13 @@ int daemon_run(struct conf *cfg)
     if (rc != 0) {
         log_error("%s", err);
         rc = ERR_CONFIG;
+        goto out;
+    }
+    /* runtime peer changes lay over the file before anything uses it */
+    rc = daemon_peers_overlay(&d, cfg);
+    if (rc != 0) {
+        log_error("start-up failed: cannot load the peers from %s: %s",
+                  cfg->state_db, err_str(rc));
         goto out;
     }
     if (daemon_make_s2s(&d, cfg) != 0) {
@@ -994,6 +1012,7 @@ int daemon_run(struct conf *cfg)
     }
     log_info("stopped");
 out:
+    daemon_peers_cancel_hooks(&d);
     if (d.loop != NULL) {
         loop_timer_cancel(d.loop, d.apply_timer);
     }

@@ -17,11 +17,13 @@
 #include "err.h"
 #include "log.h"
 
+#include <errno.h>
 #include <sqlite3.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define STORE_BUSY_MS 2000
 
@@ -33,7 +35,9 @@ struct store {
 static const char store_schema[] =
     "CREATE TABLE IF NOT EXISTS blocks("
     "domain TEXT PRIMARY KEY, by TEXT, at INTEGER);"
-    "CREATE TABLE IF NOT EXISTS audit(at INTEGER, who TEXT, what TEXT);";
+    "CREATE TABLE IF NOT EXISTS audit(at INTEGER, who TEXT, what TEXT);"
+    "CREATE TABLE IF NOT EXISTS peers("
+    "domain TEXT PRIMARY KEY, action TEXT NOT NULL, spec TEXT, at INTEGER);";
 
 int store_open(const char *path, struct store **out, char *err, size_t errlen)
 {
@@ -71,6 +75,11 @@ int store_open(const char *path, struct store **out, char *err, size_t errlen)
                  path, msg != NULL ? msg : sqlite3_errmsg(st->db));
         goto out;
     }
+    /* runtime peers carry their XEP-0114 secrets: owner only */
+    if (chmod(path, 0600) != 0) {
+        log_warn("state_db %s: cannot make it private (chmod 600): %s", path,
+                 strerror(errno));
+    }
     *out = st;
     st = NULL; /* transferred */
     rc = 0;
@@ -107,28 +116,30 @@ static int store_exec(struct store *st, const char *sql, const char *while_)
 }
 
 /*
- * Prepares sql, binds the text (t1..t3, NULL for none) and integer
- * parameters in order ?1 = i, then ?2.. = texts, steps once. 0, or
- * ERR_SYS (logged with while_). *changes gets sqlite3_changes when not
- * NULL.
+ * Prepares sql, binds the integer and text parameters in order ?1 = i,
+ * then ?2.. = t[0..nt) (a NULL text binds nothing: SQL NULL), steps
+ * once. 0, or ERR_SYS (logged with while_). *changes gets
+ * sqlite3_changes when not NULL.
  */
-static int store_run(struct store *st,
-                     const char *sql,
-                     long long i,
-                     const char *t1,
-                     const char *t2,
-                     const char *while_,
-                     int *changes)
+static int store_run_texts(struct store *st,
+                           const char *sql,
+                           long long i,
+                           const char *const *t,
+                           int nt,
+                           const char *while_,
+                           int *changes)
 {
     sqlite3_stmt *stmt = NULL;
     int rc = ERR_SYS;
-    if (sqlite3_prepare_v2(st->db, sql, -1, &stmt, NULL) != SQLITE_OK ||
-        sqlite3_bind_int64(stmt, 1, i) != SQLITE_OK ||
-        (t1 != NULL &&
-         sqlite3_bind_text(stmt, 2, t1, -1, SQLITE_TRANSIENT) != SQLITE_OK) ||
-        (t2 != NULL &&
-         sqlite3_bind_text(stmt, 3, t2, -1, SQLITE_TRANSIENT) != SQLITE_OK) ||
-        sqlite3_step(stmt) != SQLITE_DONE) {
+    bool bound =
+        sqlite3_prepare_v2(st->db, sql, -1, &stmt, NULL) == SQLITE_OK &&
+        sqlite3_bind_int64(stmt, 1, i) == SQLITE_OK;
+    for (int k = 0; bound && k < nt; k++) {
+        bound = t[k] == NULL ||
+                sqlite3_bind_text(stmt, 2 + k, t[k], -1, SQLITE_TRANSIENT) ==
+                    SQLITE_OK;
+    }
+    if (!bound || sqlite3_step(stmt) != SQLITE_DONE) {
         log_error("state_db %s: %s failed: %s", st->path, while_,
                   sqlite3_errmsg(st->db));
         goto out;
@@ -140,6 +151,19 @@ static int store_run(struct store *st,
 out:
     sqlite3_finalize(stmt);
     return rc;
+}
+
+/* store_run_texts with up to two texts. */
+static int store_run(struct store *st,
+                     const char *sql,
+                     long long i,
+                     const char *t1,
+                     const char *t2,
+                     const char *while_,
+                     int *changes)
+{
+    const char *t[2] = {t1, t2};
+    return store_run_texts(st, sql, i, t, 2, while_, changes);
 }
 
 int store_audit(struct store *st,
@@ -275,4 +299,80 @@ int store_audit_last(struct store *st, size_t n, store_audit_fn *fn, void *ud)
                       "SELECT at, who, what FROM audit "
                       "ORDER BY rowid DESC LIMIT ?1",
                       limit, true, NULL, fn, ud);
+}
+
+int store_peer_set(struct store *st,
+                   const char *domain,
+                   const char *spec,
+                   const char *who,
+                   const char *what,
+                   long long at)
+{
+    const char *t[3] = {domain, spec != NULL ? "put" : "remove", spec};
+    int rc = store_exec(st, "BEGIN IMMEDIATE", "starting a transaction");
+    if (rc != 0) {
+        return rc;
+    }
+    rc = store_run_texts(st,
+                         "INSERT OR REPLACE INTO peers(at, domain, action, "
+                         "spec) VALUES(?1, ?2, ?3, ?4)",
+                         at, t, 3, "storing a peer change", NULL);
+    if (rc == 0) {
+        rc = store_audit(st, who, what, at);
+    }
+    return store_end(st, rc);
+}
+
+int store_peer_forget(struct store *st,
+                      const char *domain,
+                      const char *who,
+                      const char *what,
+                      long long at)
+{
+    int rc = store_exec(st, "BEGIN IMMEDIATE", "starting a transaction");
+    if (rc != 0) {
+        return rc;
+    }
+    rc = store_run(st, "DELETE FROM peers WHERE domain = ?2", at, domain, NULL,
+                   "removing a stored peer", NULL);
+    if (rc == 0) {
+        rc = store_audit(st, who, what, at);
+    }
+    return store_end(st, rc);
+}
+
+int store_peers(struct store *st, store_peer_fn *fn, void *ud)
+{
+    sqlite3_stmt *stmt = NULL;
+    int rc = ERR_SYS;
+    int step;
+    if (sqlite3_prepare_v2(st->db,
+                           "SELECT domain, action, spec, at FROM peers "
+                           "ORDER BY domain",
+                           -1, &stmt, NULL) != SQLITE_OK) {
+        log_error("state_db %s: reading the peers failed: %s", st->path,
+                  sqlite3_errmsg(st->db));
+        goto out;
+    }
+    while ((step = sqlite3_step(stmt)) == SQLITE_ROW) {
+        const char *domain = (const char *)sqlite3_column_text(stmt, 0);
+        const char *action = (const char *)sqlite3_column_text(stmt, 1);
+        const char *spec = (const char *)sqlite3_column_text(stmt, 2);
+        bool put = action != NULL && strcmp(action, "put") == 0;
+        int frc = fn(ud, domain != NULL ? domain : "", put ? spec : NULL,
+                     sqlite3_column_int64(stmt, 3));
+        if (frc != 0) {
+            rc = frc;
+            goto out;
+        }
+    }
+    if (step != SQLITE_DONE) {
+        log_error("state_db %s: reading the peers failed: %s", st->path,
+                  sqlite3_errmsg(st->db));
+        goto out;
+    }
+    rc = 0;
+out:
+    sqlite3_finalize(stmt);
+    return rc;
 }

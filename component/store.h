@@ -10,6 +10,10 @@
  * Tables:
  *   blocks(domain TEXT PRIMARY KEY, by TEXT, at INTEGER)
  *   audit(at INTEGER, who TEXT, what TEXT)
+ *   peers(domain TEXT PRIMARY KEY, action TEXT, spec TEXT, at INTEGER):
+ *       a peer added or changed at run time (action "put", spec its keys
+ *       in the config file's syntax, conf_peer_print), or a peer of the
+ *       config file removed at run time (action "remove", spec NULL)
  */
 #ifndef FEDGATE_STORE_H
 #define FEDGATE_STORE_H
@@ -78,5 +82,34 @@ int store_audit_rows(struct store *st, store_audit_fn *fn, void *ud);
  * first. n 0 walks none. 0, what fn returned, or ERR_SYS (logged).
  */
 int store_audit_last(struct store *st, size_t n, store_audit_fn *fn, void *ud);
+
+/*
+ * Stores a runtime peer change for domain: spec (a peer's keys, secrets
+ * included) puts the peer, NULL records its removal; one row per domain,
+ * the newest winning. Appends the audit row what, in one transaction.
+ * 0 or ERR_SYS (logged).
+ */
+int store_peer_set(struct store *st,
+                   const char *domain,
+                   const char *spec,
+                   const char *who,
+                   const char *what,
+                   long long at);
+
+/* Drops domain's stored change (the config file's view applies again)
+ * and appends the audit row what, in one transaction. 0 or ERR_SYS. */
+int store_peer_forget(struct store *st,
+                      const char *domain,
+                      const char *who,
+                      const char *what,
+                      long long at);
+
+/* Called once per stored peer change, in domain order: spec NULL for a
+ * removal. Strings borrowed for the call. */
+typedef int
+store_peer_fn(void *ud, const char *domain, const char *spec, long long at);
+
+/* Walks the stored peer changes. 0, what fn returned, or ERR_SYS. */
+int store_peers(struct store *st, store_peer_fn *fn, void *ud);
 
 #endif

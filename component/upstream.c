@@ -819,6 +819,23 @@ void upstream_shutdown(struct upstream *up, void (*done)(void *ud), void *ud)
     upstream_check_shutdown(up);
 }
 
+int upstream_retry(struct upstream *up, const char *domain)
+{
+    struct upstream_link *l = upstream_find(up, domain);
+    if (l == NULL || l->removed) {
+        return ERR_NOT_FOUND;
+    }
+    if (l->state != UPSTREAM_WAITING || up->shutting_down) {
+        return ERR_AGAIN;
+    }
+    log_conn(LOG_LEVEL_INFO, l->who, "retrying now");
+    backoff_reset(&l->backoff);
+    loop_timer_cancel(up->loop, l->timer);
+    l->timer = NULL;
+    link_connect(l);
+    return 0;
+}
+
 size_t upstream_count(const struct upstream *up)
 {
     return up->nlinks;

@@ -96,6 +96,14 @@ int upstream_configure(struct upstream *up,
  */
 int upstream_send(struct upstream *up, struct xml_node *st);
 
+/*
+ * Connects the link of domain now if it is waiting to retry (the home
+ * server was just told about the domain), its backoff starting over.
+ * 0; ERR_NOT_FOUND (no such link); ERR_AGAIN (not waiting: connecting
+ * or ready).
+ */
+int upstream_retry(struct upstream *up, const char *domain);
+
 /* Closes every link cleanly; done runs once all are closed or after a
  * grace period. Queued stanzas go to undeliverable. */
 void upstream_shutdown(struct upstream *up, void (*done)(void *ud), void *ud);

@@ -42,6 +42,9 @@
 #define NODE_RETRY      "urn:fedgate:cmd:retry-route"
 #define NODE_ROTATE     "urn:fedgate:cmd:rotate-dialback-secret"
 #define NODE_AUDIT      "urn:fedgate:cmd:audit-log"
+#define NODE_ADD_PEER   "urn:fedgate:cmd:add-peer"
+#define NODE_EDIT_PEER  "urn:fedgate:cmd:edit-peer"
+#define NODE_REMOVE     "urn:fedgate:cmd:remove-peer"
 
 /* ---- the fake daemon -------------------------------------------------- */
 
@@ -60,6 +63,12 @@ struct fake {
     size_t audit_n;   /* the n audit_log was last asked for */
     int audit_rc;     /* what audit_log returns */
     size_t audit_len; /* how many fake rows audit_log has */
+    char put[1024];   /* "key=value;..." of the last peer_put */
+    bool put_edit;
+    int put_rc;        /* what peer_put returns */
+    size_t put_bad;    /* with ERR_INVAL: the field at fault */
+    xep_done_fn *done; /* kept when peer_put or peer_remove said later */
+    void *done_ud;
 };
 
 static struct fake fk;
@@ -279,6 +288,88 @@ static int fake_audit_log(
     return 0;
 }
 
+static size_t fake_configured_count(void *ud)
+{
+    (void)ud;
+    return 2;
+}
+
+static const char *fake_configured_domain(void *ud, size_t i)
+{
+    (void)ud;
+    return i < 2 ? fake_peers[i].domain : NULL;
+}
+
+static int
+fake_peer_settings(void *ud, const char *domain, struct xep_peer_settings *out)
+{
+    (void)ud;
+    memset(out, 0, sizeof(*out));
+    if (strcmp(domain, "c.test") != 0) {
+        return ERR_NOT_FOUND;
+    }
+    out->domain = "c.test";
+    out->auth = "dialback";
+    out->trusted = true;
+    out->tls_required = false;
+    out->port = 5270;
+    out->host = "127.0.0.9";
+    snprintf(out->services, sizeof(out->services), "conference.c.test");
+    out->origin = "config file";
+    return 0;
+}
+
+static int fake_peer_put(void *ud,
+                         const struct xep_kv *fields,
+                         size_t n,
+                         bool edit,
+                         const char *who,
+                         xep_done_fn *done,
+                         void *done_ud,
+                         char *msg,
+                         size_t msglen,
+                         size_t *bad)
+{
+    struct fake *f = ud;
+    size_t len = 0;
+    f->put[0] = '\0';
+    for (size_t i = 0; i < n; i++) {
+        len += (size_t)snprintf(f->put + len, sizeof(f->put) - len, "%s=%s;",
+                                fields[i].key, fields[i].value);
+    }
+    f->put_edit = edit;
+    snprintf(f->last_op, sizeof(f->last_op), "put by %s", who);
+    if (f->put_rc == ERR_INVAL) {
+        *bad = f->put_bad;
+        snprintf(msg, msglen, "'peers.port' must be between 1 and 65535");
+        return ERR_INVAL;
+    }
+    if (f->put_rc == ERR_AGAIN) {
+        f->done = done;
+        f->done_ud = done_ud;
+        return ERR_AGAIN;
+    }
+    snprintf(msg, msglen, "Peer stored.");
+    return f->put_rc;
+}
+
+static int fake_peer_remove(void *ud,
+                            const char *domain,
+                            const char *who,
+                            xep_done_fn *done,
+                            void *done_ud,
+                            char *msg,
+                            size_t msglen)
+{
+    struct fake *f = ud;
+    snprintf(f->last_op, sizeof(f->last_op), "remove %s by %s", domain, who);
+    f->done = done;
+    f->done_ud = done_ud;
+    (void)msg;
+    (void)msglen;
+    return ERR_AGAIN;
+}
+
 static const struct xep_admin_ops fake_ops = {
     .ud = &fk,
     .now_ms = fake_now,
@@ -297,6 +388,11 @@ static const struct xep_admin_ops fake_ops = {
     .route_retry = fake_retry,
     .rotate_dialback_secret = fake_rotate,
     .audit_log = fake_audit_log,
+    .configured_count = fake_configured_count,
+    .configured_domain = fake_configured_domain,
+    .peer_settings = fake_peer_settings,
+    .peer_put = fake_peer_put,
+    .peer_remove = fake_peer_remove,
 };
 
 /* ---- plumbing --------------------------------------------------------- */
@@ -519,7 +615,7 @@ START_TEST(test_list_admin_sees_all)
     ck_assert_str_eq(xml_attr(r, "type"), "result");
     const struct xml_node *q = xml_child(r, NULL, "query");
     ck_assert_str_eq(xml_attr(q, "node"), NS_CMD);
-    ck_assert_uint_eq(count_children(q, "item"), 12);
+    ck_assert_uint_eq(count_children(q, "item"), 15);
     const struct xml_node *it = xml_child(q, NULL, "item");
     ck_assert_str_eq(xml_attr(it, "jid"), "fedgate.a.test");
     ck_assert_str_eq(xml_attr(it, "node"), NODE_LIST);
@@ -536,7 +632,7 @@ START_TEST(test_list_other_sees_none)
     /* the bare JID matches without regard to case, the resource aside */
     r = disco("ADMIN@A.test/x", "http://jabber.org/protocol/disco#items",
               NS_CMD);
-    ck_assert_uint_eq(count_children(xml_child(r, NULL, "query"), "item"), 12);
+    ck_assert_uint_eq(count_children(xml_child(r, NULL, "query"), "item"), 15);
     /* a JID that only starts like an admin's is not one */
     r = disco("admin@a.test.evil/x", "http://jabber.org/protocol/disco#items",
               NS_CMD);
@@ -1150,6 +1246,174 @@ START_TEST(test_audit_log)
 }
 END_TEST
 
+/* A submitted form from "var=value" pairs (value may hold '\n' for a
+ * text-multi field: one <value/> per line). */
+static const char *submitn(const char *const *pairs, size_t n)
+{
+    static char x[4096];
+    size_t len =
+        (size_t)snprintf(x, sizeof(x), "<x xmlns='" NS_DATA "' type='submit'>");
+    for (size_t i = 0; i < n; i++) {
+        const char *eq = strchr(pairs[i], '=');
+        len += (size_t)snprintf(x + len, sizeof(x) - len, "<field var='%.*s'>",
+                                (int)(eq - pairs[i]), pairs[i]);
+        for (const char *v = eq + 1;;) {
+            const char *nl = strchr(v, '\n');
+            int vl = nl != NULL ? (int)(nl - v) : (int)strlen(v);
+            len += (size_t)snprintf(x + len, sizeof(x) - len,
+                                    "<value>%.*s</value>", vl, v);
+            if (nl == NULL) {
+                break;
+            }
+            v = nl + 1;
+        }
+        len += (size_t)snprintf(x + len, sizeof(x) - len, "</field>");
+    }
+    snprintf(x + len, sizeof(x) - len, "</x>");
+    return x;
+}
+
+START_TEST(test_add_peer)
+{
+    char sid[64];
+    snprintf(sid, sizeof(sid), "%s", start(NODE_ADD_PEER));
+    /* field-level errors from the form's own types */
+    static const char *const no_domain[] = {"secret=s3"};
+    const struct xml_node *r =
+        cmd(ADMIN, NODE_ADD_PEER, sid, NULL, submitn(no_domain, 1));
+    ck_assert_str_eq(error_specific(r), "bad-payload");
+    ck_assert_str_eq(error_text(r), "field 'domain' (Peer domain) is required");
+    static const char *const bad_auth[] = {"domain=d.test", "auth=password"};
+    r = cmd(ADMIN, NODE_ADD_PEER, sid, NULL, submitn(bad_auth, 2));
+    ck_assert_str_eq(error_text(r), "field 'auth' (Authentication) is not one "
+                                    "of the offered options");
+    static const char *const bad_bool[] = {"domain=d.test", "trusted=maybe"};
+    r = cmd(ADMIN, NODE_ADD_PEER, sid, NULL, submitn(bad_bool, 2));
+    ck_assert_str_eq(error_text(r),
+                     "field 'trusted' (Trusted (presence and subscriptions)) "
+                     "must be true or false");
+    static const char *const bad_dom[] = {"domain=d..test"};
+    r = cmd(ADMIN, NODE_ADD_PEER, sid, NULL, submitn(bad_dom, 1));
+    ck_assert_str_eq(error_text(r),
+                     "field 'domain' (Peer domain) is not a domain");
+    /* the daemon's own check names the field; the session stays */
+    fk.put_rc = ERR_INVAL;
+    fk.put_bad = 7; /* port */
+    static const char *const bad_port[] = {"domain=d.test", "host=127.0.0.9",
+                                           "port=70000"};
+    r = cmd(ADMIN, NODE_ADD_PEER, sid, NULL, submitn(bad_port, 3));
+    ck_assert_str_eq(error_specific(r), "bad-payload");
+    ck_assert_str_eq(error_text(r),
+                     "field 'port' (Port with host (default 5269)): "
+                     "'peers.port' must be between 1 and 65535");
+    /* accepted: every key reaches the daemon, services one per line */
+    fk.put_rc = 0;
+    static const char *const good[] = {
+        "domain=d.test",     "secret=s3",
+        "auth=certificate",  "trusted=1",
+        "tls_required=true", "services=conference.d.test\nupload.d.test",
+        "host=", "port="};
+    const struct xml_node *c =
+        command_of(cmd(ADMIN, NODE_ADD_PEER, sid, NULL, submitn(good, 8)));
+    ck_assert_str_eq(xml_attr(c, "status"), "completed");
+    ck_assert_str_eq(note_of(c, "info"), "Peer stored.");
+    ck_assert(!fk.put_edit);
+    ck_assert_str_eq(fk.put,
+                     "domain=d.test;secret=s3;auth=certificate;trusted=1;"
+                     "tls_required=true;services=conference.d.test\n"
+                     "upload.d.test;host=;port=;trust_anchor=;stanza_max=;");
+    ck_assert_str_eq(fk.last_op, "put by admin@a.test");
+}
+END_TEST
+
+START_TEST(test_add_peer_waits_for_hook)
+{
+    char sid[64];
+    snprintf(sid, sizeof(sid), "%s", start(NODE_ADD_PEER));
+    fk.put_rc = ERR_AGAIN;
+    static const char *const good[] = {"domain=d.test", "secret=s3"};
+    sent_clear();
+    service_handle(svc, parse("<iq type='set' id='c9' from='" ADMIN
+                              "' to='fedgate.a.test'><command xmlns='" NS_CMD
+                              "' node='" NODE_ADD_PEER "' sessionid='x'>"
+                              "</command></iq>"));
+    ck_assert_int_eq(out.n, 1); /* bad-sessionid, answered at once */
+    sent_clear();
+    char xml[4096];
+    snprintf(xml, sizeof(xml),
+             "<iq type='set' id='c2' from='" ADMIN "' to='fedgate.a.test'>"
+             "<command xmlns='" NS_CMD "' node='" NODE_ADD_PEER
+             "' sessionid='%s'>%s</command></iq>",
+             sid, submitn(good, 2));
+    service_handle(svc, parse(xml));
+    /* nothing yet: the hook runs */
+    ck_assert_int_eq(out.n, 0);
+    ck_assert_ptr_nonnull(fk.done);
+    fk.done(fk.done_ud, 0,
+            "Peer added.\nHome-server hook \"add\" succeeded");
+    ck_assert_int_eq(out.n, 1);
+    const struct xml_node *c = command_of(out.replies[0]);
+    ck_assert_str_eq(xml_attr(out.replies[0], "id"), "c2");
+    ck_assert_str_eq(xml_attr(c, "status"), "completed");
+    ck_assert_ptr_nonnull(strstr(note_of(c, "info"), "succeeded"));
+    /* the session ended with the command */
+    const struct xml_node *r =
+        cmd(ADMIN, NODE_ADD_PEER, sid, NULL, submitn(good, 2));
+    ck_assert_str_eq(error_specific(r), "bad-sessionid");
+}
+END_TEST
+
+START_TEST(test_edit_peer_prefilled)
+{
+    char sid[64];
+    snprintf(sid, sizeof(sid), "%s", start(NODE_EDIT_PEER));
+    const struct xml_node *c = command_of(
+        cmd(ADMIN, NODE_EDIT_PEER, sid, "next", submit1("peer", "c.test")));
+    const struct xml_node *x = xml_child(c, NS_DATA, "x");
+    ck_assert_ptr_nonnull(x);
+    ck_assert_ptr_null(field(x, "domain")); /* picked in step one */
+    ck_assert_str_eq(value_of(field(x, "auth")), "dialback");
+    ck_assert_str_eq(value_of(field(x, "tls_required")), "0");
+    ck_assert_str_eq(value_of(field(x, "port")), "5270");
+    ck_assert_str_eq(value_of(field(x, "host")), "127.0.0.9");
+    ck_assert_str_eq(value_of(field(x, "services")), "conference.c.test");
+    /* the secret is never shown */
+    ck_assert_ptr_null(xml_child(field(x, "secret"), NULL, "value"));
+    static const char *const sub[] = {"auth=any", "tls_required=1"};
+    c = command_of(
+        cmd(ADMIN, NODE_EDIT_PEER, sid, "complete", submitn(sub, 2)));
+    ck_assert_str_eq(xml_attr(c, "status"), "completed");
+    ck_assert(fk.put_edit);
+    ck_assert_ptr_nonnull(strstr(fk.put, "domain=c.test;secret=;auth=any;"));
+}
+END_TEST
+
+START_TEST(test_remove_peer)
+{
+    char sid[64];
+    snprintf(sid, sizeof(sid), "%s", start(NODE_REMOVE));
+    const struct xml_node *r =
+        cmd(ADMIN, NODE_REMOVE, sid, NULL, submit1("peer", "z.test"));
+    ck_assert_str_eq(error_text(r),
+                     "field 'peer' (Peer) is not one of the offered options");
+    sent_clear();
+    char xml[1024];
+    snprintf(xml, sizeof(xml),
+             "<iq type='set' id='c3' from='" ADMIN "' to='fedgate.a.test'>"
+             "<command xmlns='" NS_CMD "' node='" NODE_REMOVE
+             "' sessionid='%s'>%s</command></iq>",
+             sid, submit1("peer", "b.test"));
+    service_handle(svc, parse(xml));
+    ck_assert_int_eq(out.n, 0);
+    ck_assert_str_eq(fk.last_op, "remove b.test by admin@a.test");
+    fk.done(fk.done_ud, ERR_SYS, "Peer b.test removed.\nHook FAILED, exit 3");
+    ck_assert_int_eq(out.n, 1);
+    const struct xml_node *c = command_of(out.replies[0]);
+    ck_assert_str_eq(xml_attr(c, "status"), "completed");
+    ck_assert_ptr_nonnull(strstr(note_of(c, "error"), "FAILED"));
+}
+END_TEST
+
 START_TEST(test_no_ops_no_commands)
 {
     /* a service nobody gave admin operations refuses even listed admins */
@@ -1192,6 +1456,10 @@ static Suite *adhoc_suite(void)
         {"route_commands", test_route_commands},
         {"rotate_dialback_secret", test_rotate_dialback_secret},
         {"audit_log", test_audit_log},
+        {"add_peer", test_add_peer},
+        {"add_peer_waits_for_hook", test_add_peer_waits_for_hook},
+        {"edit_peer_prefilled", test_edit_peer_prefilled},
+        {"remove_peer", test_remove_peer},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         TCase *tc = tcase_create(cases[i].name);

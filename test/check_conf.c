@@ -151,6 +151,8 @@ static const char *const full_conf[] = {
     "  handshake_timeout = 8;",
     "  backoff_initial_ms = 250;",
     "  backoff_max_ms = 30000;",
+    "  peer_hook = \"/usr/lib/fedgate/prosody-peer-hook --dir /etc/p\";",
+    "  peer_hook_timeout = 30;",
     "};",
     "peers = (",
     "  {",
@@ -231,6 +233,9 @@ START_TEST(test_full_config)
     ck_assert_uint_eq(cfg->upstream_handshake_timeout, 8);
     ck_assert_uint_eq(cfg->backoff_initial_ms, 250);
     ck_assert_uint_eq(cfg->backoff_max_ms, 30000);
+    ck_assert_str_eq(cfg->peer_hook,
+                     "/usr/lib/fedgate/prosody-peer-hook --dir /etc/p");
+    ck_assert_uint_eq(cfg->peer_hook_timeout, 30);
 
     ck_assert_uint_eq(cfg->npeers, 2);
     b = &cfg->peers[0];
@@ -243,19 +248,19 @@ START_TEST(test_full_config)
     ck_assert_str_eq(b->host, "192.0.2.7");
     ck_assert_uint_eq(b->port, 5270);
     ck_assert_uint_eq(b->stanza_max, 100000);
-    ck_assert_int_eq(b->line, 15);
+    ck_assert_int_eq(b->line, 17);
     ck_assert_uint_eq(b->nservices, 2);
     ck_assert_str_eq(b->services[0].domain, "conference.b.test");
     ck_assert_str_eq(b->services[0].secret, "muc-secret");
-    ck_assert_int_eq(b->services[0].line, 25);
+    ck_assert_int_eq(b->services[0].line, 27);
     ck_assert_str_eq(b->services[1].domain, "pubsub.b.test");
     ck_assert_ptr_null(b->services[1].secret);
-    ck_assert_int_eq(b->services[1].line, 26);
+    ck_assert_int_eq(b->services[1].line, 28);
     c = &cfg->peers[1];
     ck_assert_str_eq(c->domain, "c.test");
     ck_assert_ptr_null(c->secret);
     ck_assert_int_eq(c->auth, CONF_AUTH_DIALBACK);
-    ck_assert_int_eq(c->line, 28);
+    ck_assert_int_eq(c->line, 30);
 
     ck_assert_uint_eq(cfg->ns2s_listen, 2);
     ck_assert_str_eq(cfg->s2s_listen[0], "127.0.0.1:5269");
@@ -277,9 +282,9 @@ START_TEST(test_full_config)
     ck_assert_str_eq(cfg->tls_domains[0].certificate,
                      tmpfile_path("cert2.pem"));
     ck_assert_str_eq(cfg->tls_domains[0].key, tmpfile_path("key2.pem"));
-    ck_assert_int_eq(cfg->tls_domains[0].line, 38);
+    ck_assert_int_eq(cfg->tls_domains[0].line, 40);
     ck_assert_str_eq(cfg->tls_domains[1].domain, "fedgate.a.test");
-    ck_assert_int_eq(cfg->tls_domains[1].line, 39);
+    ck_assert_int_eq(cfg->tls_domains[1].line, 41);
     ck_assert_uint_eq(cfg->ndns_forwarders, 2);
     ck_assert_str_eq(cfg->dns_forwarders[0], "127.0.0.1@5353");
     ck_assert_str_eq(cfg->dns_forwarders[1], "::1");
@@ -1014,6 +1019,8 @@ static void assert_conf_equal(const struct conf *a, const struct conf *b)
                       b->upstream_handshake_timeout);
     ck_assert_uint_eq(a->backoff_initial_ms, b->backoff_initial_ms);
     ck_assert_uint_eq(a->backoff_max_ms, b->backoff_max_ms);
+    ck_assert(strs_eq(a->peer_hook, b->peer_hook));
+    ck_assert_uint_eq(a->peer_hook_timeout, b->peer_hook_timeout);
     ck_assert_uint_eq(a->npeers, b->npeers);
     for (size_t i = 0; i < a->npeers; i++) {
         const struct conf_peer *p = &a->peers[i], *q = &b->peers[i];

@@ -11,6 +11,7 @@
 #ifndef FEDGATE_XEP_H
 #define FEDGATE_XEP_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "err.h"
@@ -37,6 +38,33 @@ struct xep_peer_status {
     const char *last_error;    /* last failure and its reason, or NULL */
     long long last_failure_at; /* when it happened (Unix time), or 0 */
 };
+
+/* One peer's settings, for the edit form (no secrets). Strings are
+ * borrowed until the handler returns. */
+struct xep_peer_settings {
+    const char *domain;
+    const char *auth; /* "any", "certificate" or "dialback" */
+    bool trusted;
+    bool tls_required;
+    const char *host;         /* or NULL */
+    unsigned port;            /* 0: not set */
+    const char *trust_anchor; /* or NULL */
+    size_t stanza_max;        /* 0: not set */
+    char services[1024];      /* service domains, one per line */
+    const char *origin;       /* "config file" or "runtime" */
+};
+
+/* One submitted value of a peer form: key is the config file's peer key
+ * ("domain", "secret", "auth", "trusted", "tls_required", "services",
+ * "host", "port", "trust_anchor", "stanza_max"). */
+struct xep_kv {
+    const char *key;
+    const char *value;
+};
+
+/* Finishes a change that ran the home-server hook: rc and msg as the
+ * operation would have returned them. Called exactly once. */
+typedef void xep_done_fn(void *ud, int rc, const char *msg);
 
 /* A name and a count, for the statistics command. */
 struct xep_count {
@@ -155,6 +183,45 @@ struct xep_admin_ops {
         size_t n,
         int (*fn)(void *fnud, long long at, const char *who, const char *what),
         void *fnud);
+    /* The configured peer domains (file and runtime): count, entry i. */
+    size_t (*configured_count)(void *ud);
+    const char *(*configured_domain)(void *ud, size_t i);
+    /* A peer's settings. 0 or ERR_NOT_FOUND. */
+    int (*peer_settings)(void *ud,
+                         const char *domain,
+                         struct xep_peer_settings *out);
+    /*
+     * Adds a peer (edit false: its domain must be new) or replaces the
+     * settings of peer `domain` (edit true; an empty secret keeps the
+     * current one), from the submitted values. The change is checked as
+     * the config file would be, stored in state_db with an audit row
+     * naming who, and applied; then upstream.peer_hook runs, if set.
+     * 0 with the outcome in msg (no hook); ERR_AGAIN: the hook runs and
+     * done(done_ud, rc, msg) reports the outcome later, once; ERR_INVAL
+     * with the reason in msg and the index of the field at fault in *bad
+     * (n: no one field); ERR_SYS / ERR_NOMEM with the reason in msg
+     * (nothing changed).
+     */
+    int (*peer_put)(void *ud,
+                    const struct xep_kv *fields,
+                    size_t n,
+                    bool edit,
+                    const char *who,
+                    xep_done_fn *done,
+                    void *done_ud,
+                    char *msg,
+                    size_t msglen,
+                    size_t *bad);
+    /* Removes peer domain: its streams close and its queues bounce; stored,
+     * audited and hooked as peer_put. 0, ERR_AGAIN (done later),
+     * ERR_NOT_FOUND, ERR_SYS, with msg. */
+    int (*peer_remove)(void *ud,
+                       const char *domain,
+                       const char *who,
+                       xep_done_fn *done,
+                       void *done_ud,
+                       char *msg,
+                       size_t msglen);
 };
 
 /* What a handler may use of the service that runs it. */

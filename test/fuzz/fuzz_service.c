@@ -79,6 +79,65 @@ static int f_server_snippet(void *ud, const char *kind, char **out)
     return *out != NULL ? 0 : ERR_NOMEM;
 }
 
+static size_t f_configured_count(void *ud)
+{
+    return 1;
+}
+
+static const char *f_configured_domain(void *ud, size_t i)
+{
+    return i == 0 ? "b.test" : NULL;
+}
+
+static int
+f_peer_settings(void *ud, const char *domain, struct xep_peer_settings *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (strcmp(domain, "b.test") != 0) {
+        return ERR_NOT_FOUND;
+    }
+    out->domain = "b.test";
+    out->auth = "any";
+    out->trusted = true;
+    out->origin = "config file";
+    return 0;
+}
+
+/* Refuses every other submission naming its second field, accepts the
+ * rest at once (no hook). */
+static int f_peer_put(void *ud,
+                      const struct xep_kv *fields,
+                      size_t n,
+                      bool edit,
+                      const char *who,
+                      xep_done_fn *done,
+                      void *done_ud,
+                      char *msg,
+                      size_t msglen,
+                      size_t *bad)
+{
+    static unsigned calls;
+    if (++calls % 2 == 0) {
+        *bad = n > 1 ? 1 : n;
+        snprintf(msg, msglen, "fuzz: refused");
+        return ERR_INVAL;
+    }
+    snprintf(msg, msglen, "fuzz: %s", edit ? "changed" : "added");
+    return 0;
+}
+
+static int f_peer_remove(void *ud,
+                         const char *domain,
+                         const char *who,
+                         xep_done_fn *done,
+                         void *done_ud,
+                         char *msg,
+                         size_t msglen)
+{
+    snprintf(msg, msglen, "fuzz: removed");
+    return 0;
+}
+
 static int s_send(void *ud, struct xml_node *st)
 {
     struct buf out;
@@ -111,6 +170,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         .log_level = f_log_level,
         .reload = f_reload,
         .server_snippet = f_server_snippet,
+        .configured_count = f_configured_count,
+        .configured_domain = f_configured_domain,
+        .peer_settings = f_peer_settings,
+        .peer_put = f_peer_put,
+        .peer_remove = f_peer_remove,
     };
     struct service *svc = service_new("fedgate.a.test", peers, 1, s_send, NULL);
     if (svc == NULL) {
