@@ -395,6 +395,9 @@ daemon_admin_peer_status(void *ud, size_t i, struct xep_peer_status *out)
             out->peer_not_after = (long long)ri.peer_not_after;
             out->stanzas_out = ri.stanzas_out;
             out->bytes_out = ri.bytes_out;
+            out->stanzas_in = ri.stanzas_in;
+            out->bytes_in = ri.bytes_in;
+            out->connected_since = (long long)ri.ready_since;
             out->queued = ri.queued;
             /* the current attempt's error, else the last failure */
             out->last_error =
@@ -415,6 +418,56 @@ daemon_admin_peer_status(void *ud, size_t i, struct xep_peer_status *out)
     return ERR_NOT_FOUND;
 }
 
+/* Totals of stanzas in and out over every route. */
+static void
+daemon_totals(const struct daemon *d, unsigned long *in, unsigned long *out)
+{
+    *in = *out = 0;
+    for (size_t i = 0; i < s2s_route_count(d->s2s); i++) {
+        struct s2s_route_info ri;
+        s2s_route_info(d->s2s, i, &ri);
+        *in += ri.stanzas_in;
+        *out += ri.stanzas_out;
+    }
+}
+
+static void daemon_on_sample(struct loop *loop, void *ud)
+{
+    struct daemon *d = ud;
+    struct daemon_sample *s = &d->samples[d->head];
+    s->ms = loop_now_ms(loop);
+    daemon_totals(d, &s->in, &s->out);
+    d->head = (d->head + 1) % DAEMON_SAMPLES;
+    if (d->nsamples < DAEMON_SAMPLES) {
+        d->nsamples++;
+    }
+    d->sample_timer =
+        loop_timer_add(loop, DAEMON_SAMPLE_MS, daemon_on_sample, d);
+}
+
+/* Stanzas per second in and out since the oldest sample (a minute ago
+ * at most). Counters of routes that went away make a rate low, never
+ * negative. */
+static void daemon_rates(const struct daemon *d, struct xep_stats *out)
+{
+    if (d->nsamples == 0) {
+        return;
+    }
+    const struct daemon_sample *old =
+        &d->samples[(d->head + DAEMON_SAMPLES - d->nsamples) % DAEMON_SAMPLES];
+    uint64_t now = loop_now_ms(d->loop);
+    double secs = (double)(now - old->ms) / 1000.0;
+    if (secs < 1.0) {
+        return;
+    }
+    out->rate_in = out->stanzas_in > old->in
+                       ? (double)(out->stanzas_in - old->in) / secs
+                       : 0.0;
+    out->rate_out = out->stanzas_out > old->out
+                        ? (double)(out->stanzas_out - old->out) / secs
+                        : 0.0;
+}
+
 static void daemon_admin_stats(void *ud, struct xep_stats *out)
 {
     struct daemon *d = ud;
@@ -431,7 +484,6 @@ static void daemon_admin_stats(void *ud, struct xep_stats *out)
     for (size_t i = 0; i < s2s_route_count(d->s2s); i++) {
         struct s2s_route_info ri;
         s2s_route_info(d->s2s, i, &ri);
-        out->stanzas_out += ri.stanzas_out;
         size_t k = 0;
         while (k < out->nroutes_by_state &&
                strcmp(out->routes_by_state[k].name, ri.state) != 0) {
@@ -446,6 +498,8 @@ static void daemon_admin_stats(void *ud, struct xep_stats *out)
         }
     }
     out->inbound = s2s_inbound_count(d->s2s);
+    daemon_totals(d, &out->stanzas_in, &out->stanzas_out);
+    daemon_rates(d, out);
     out->bounces = d->bounces;
     struct s2s_stats ss;
     s2s_stats(d->s2s, &ss);
@@ -1006,6 +1060,7 @@ int daemon_run(struct conf *cfg)
         log_error("start-up failed: %s", err_str(rc));
         goto out;
     }
+    daemon_on_sample(d.loop, &d); /* the first sample, then a timer */
     rc = loop_run(d.loop);
     if (rc != 0) {
         log_error("event loop failed: %s", err_str(rc));
@@ -1015,6 +1070,7 @@ out:
     daemon_peers_cancel_hooks(&d);
     if (d.loop != NULL) {
         loop_timer_cancel(d.loop, d.apply_timer);
+        loop_timer_cancel(d.loop, d.sample_timer);
     }
     conf_free(d.pending);
     upstream_free(d.up);

@@ -14,6 +14,9 @@
 
 struct daemon_hook_job;
 
+#define DAEMON_SAMPLE_MS 10000u
+#define DAEMON_SAMPLES   7 /* a minute of intervals */
+
 struct daemon {
     struct loop *loop;
     struct conf *cfg;
@@ -31,6 +34,14 @@ struct daemon {
     struct conf *pending;  /* a checked config the timer applies */
     struct loop_timer *apply_timer;
     struct daemon_hook_job *jobs; /* peer hooks running */
+    /* totals every DAEMON_SAMPLE_MS, for the rates in the statistics */
+    struct daemon_sample {
+        uint64_t ms;
+        unsigned long in, out;
+    } samples[DAEMON_SAMPLES];
+    size_t nsamples; /* filled, oldest at (head + DAEMON_SAMPLES - n) */
+    size_t head;     /* the next slot */
+    struct loop_timer *sample_timer;
 };
 
 /*

@@ -116,6 +116,10 @@ struct s2s_route {
     enum policy_auth auth;
     unsigned long stanzas_out;
     unsigned long bytes_out;
+    unsigned long stanzas_in; /* from remote to local, either direction's
+                               * stream */
+    unsigned long bytes_in;   /* the bytes those stanzas came in */
+    time_t ready_since;       /* when the outbound stream got ready */
     char last_error[256];
     char last_failure[256]; /* last_error of the last failed attempt: kept
                              * when the next attempt starts, for admins */
@@ -154,6 +158,7 @@ struct s2s_conn {
     uint64_t last_out_ms;
     uint64_t last_stanza_ms; /* a stanza in or out; keepalives don't count */
     unsigned long stanzas_in;
+    unsigned long bytes_unbilled; /* read since the last stanza */
     char auth_remote[256]; /* inbound: the last remote domain authenticated */
     struct s2s_conn *next;
 };
@@ -823,6 +828,7 @@ static void cb_authenticated(void *ud,
     if (r != NULL && strcmp(r->local, local) == 0 &&
         strcmp(r->remote, remote) == 0) {
         r->state = ROUTE_READY;
+        r->ready_since = time(NULL);
         backoff_reset(&r->backoff);
         r->auth = method;
         r->last_error[0] = '\0';
@@ -1005,11 +1011,30 @@ static bool s2s_take_ping_answer(struct s2s *s2s, struct xml_node *st)
     return true;
 }
 
+/* Counts a stanza from remote, and the bytes read for it, on its route
+ * (from's domain to to's domain; on an outbound stream, its own route). */
+static void s2s_bill_stanza(struct s2s_conn *c, const struct xml_node *st)
+{
+    struct s2s_route *r = c->route;
+    char from[S2S_DOMAIN_MAX], to[S2S_DOMAIN_MAX];
+    if (r == NULL && !c->outbound &&
+        jid_domain_canon(xml_attr(st, "from"), from, sizeof(from)) == 0 &&
+        jid_domain_canon(xml_attr(st, "to"), to, sizeof(to)) == 0) {
+        r = route_find(c->s2s, to, from);
+    }
+    if (r != NULL) {
+        r->stanzas_in++;
+        r->bytes_in += c->bytes_unbilled;
+    }
+    c->bytes_unbilled = 0;
+}
+
 static void cb_stanza(void *ud, struct xml_node *st)
 {
     struct s2s_conn *c = ud;
     char from[S2S_DOMAIN_MAX];
     c->stanzas_in++;
+    s2s_bill_stanza(c, st);
     c->last_in_ms = c->last_stanza_ms = loop_now_ms(c->s2s->loop);
     if (!c->outbound) {
         if (jid_domain_canon(xml_attr(st, "from"), from, sizeof(from)) == 0) {
@@ -1026,16 +1051,22 @@ static void cb_closed(void *ud, const struct s2s_close_info *info)
 {
     struct s2s_conn *c = ud;
     if (info->condition != NULL) {
-        log_conn(LOG_LEVEL_WARN, c->who, "stream error %s %s: %s%s",
-                 info->by_peer ? "from peer" : "sent", info->condition,
-                 info->text != NULL ? info->text : "",
-                 info->err != 0 && !info->by_peer ? "" : "");
+        /* From the peer, condition and text are its bytes: escaped, so a
+         * newline in the text cannot forge a log line. */
+        char cond[4 * 64 + 8];
+        char text[4 * 160 + 8];
+        log_escape(info->condition, strlen(info->condition), 64, cond,
+                   sizeof(cond));
+        log_escape(info->text != NULL ? info->text : "",
+                   info->text != NULL ? strlen(info->text) : 0, 160, text,
+                   sizeof(text));
+        log_conn(LOG_LEVEL_WARN, c->who, "stream error %s %s: %s",
+                 info->by_peer ? "from peer" : "sent", cond, text);
         if (c->route != NULL) {
             snprintf(c->route->last_error, sizeof(c->route->last_error),
                      "stream error %s %s%s%s",
-                     info->by_peer ? "from peer:" : "sent:", info->condition,
-                     info->text != NULL ? " " : "",
-                     info->text != NULL ? info->text : "");
+                     info->by_peer ? "from peer:" : "sent:", cond,
+                     info->text != NULL ? " " : "", text);
         }
     }
 }
@@ -1211,6 +1242,7 @@ static void conn_read_all(struct s2s_conn *c)
                 s2s_heard_from(c->s2s, from);
             }
         }
+        c->bytes_unbilled += (unsigned long)n;
         (void)s2s_stream_feed(c->stream, data, (size_t)n);
         if (c->dead) {
             return;
@@ -2210,6 +2242,9 @@ void s2s_route_info(const struct s2s *s2s, size_t i, struct s2s_route_info *out)
     out->auth = auth_name(r->auth);
     out->stanzas_out = r->stanzas_out;
     out->bytes_out = r->bytes_out;
+    out->stanzas_in = r->stanzas_in;
+    out->bytes_in = r->bytes_in;
+    out->ready_since = r->state == ROUTE_READY ? r->ready_since : 0;
     out->queued = r->queue.count;
     out->last_error = r->last_error[0] != '\0' ? r->last_error : NULL;
     out->last_failure = r->last_failure[0] != '\0' ? r->last_failure : NULL;

@@ -136,6 +136,9 @@ struct s2s_route_info {
     time_t peer_not_after;
     unsigned long stanzas_out;
     unsigned long bytes_out;
+    unsigned long stanzas_in; /* from remote to local */
+    unsigned long bytes_in;
+    time_t ready_since; /* when the outbound stream got ready; 0 if not */
     size_t queued;
     const char *last_error;       /* or NULL */
     const char *last_failure;     /* why the last failed attempt failed

@@ -102,6 +102,9 @@ static const struct xep_peer_status fake_peers[] = {
      .peer_not_after = 1893456000, /* 2030-01-01 */
      .stanzas_out = 42,
      .bytes_out = 4200,
+     .stanzas_in = 40,
+     .bytes_in = 3900,
+     .connected_since = 1893452400, /* 2029-12-31T23:00:00Z */
      .queued = 1},
 };
 
@@ -133,6 +136,9 @@ static void fake_stats(void *ud, struct xep_stats *out)
     out->routes_by_state[1] = (struct xep_count){"ready", 1};
     out->nroutes_by_state = 2;
     out->stanzas_out = 45;
+    out->stanzas_in = 30;
+    out->rate_out = 1.5;
+    out->rate_in = 0.25;
     out->bounces = 7;
     out->auth_failures = 2;
     out->auth_failures_by_reason[0] = (struct xep_count){"dialback", 2};
@@ -868,7 +874,7 @@ START_TEST(test_list_peers_result)
     ck_assert_str_eq(value_of(field(x, "FORM_TYPE")), "urn:fedgate:admin");
     const struct xml_node *rep = xml_child(x, NULL, "reported");
     ck_assert_ptr_nonnull(rep);
-    ck_assert_uint_eq(count_children(rep, "field"), 13);
+    ck_assert_uint_eq(count_children(rep, "field"), 17);
     ck_assert_ptr_nonnull(field(rep, "last-failure"));
     ck_assert_uint_eq(count_children(x, "item"), 2);
     const struct xml_node *b = xml_child(x, NULL, "item");
@@ -886,6 +892,12 @@ START_TEST(test_list_peers_result)
     ck_assert_str_eq(value_of(field(cc, "subject")), "CN=c.test");
     ck_assert_str_eq(value_of(field(cc, "expiry")), "2030-01-01T00:00:00Z");
     ck_assert_str_eq(value_of(field(cc, "stanzas-out")), "42");
+    ck_assert_str_eq(value_of(field(cc, "bytes-out")), "4200");
+    ck_assert_str_eq(value_of(field(cc, "stanzas-in")), "40");
+    ck_assert_str_eq(value_of(field(cc, "bytes-in")), "3900");
+    ck_assert_str_eq(value_of(field(cc, "connected-since")),
+                     "2029-12-31T23:00:00Z");
+    ck_assert_str_eq(value_of(field(b, "connected-since")), "-");
     ck_assert_str_eq(value_of(field(cc, "queued")), "1");
     ck_assert_str_eq(value_of(field(cc, "last-failure")), "none");
 }
@@ -963,7 +975,8 @@ START_TEST(test_statistics_result)
     ck_assert_str_eq(value_of(field(x, "routes")), "2");
     ck_assert_str_eq(value_of(field(x, "routes-idle")), "1");
     ck_assert_str_eq(value_of(field(x, "routes-ready")), "1");
-    ck_assert_str_eq(value_of(field(x, "stanzas-out")), "45");
+    ck_assert_str_eq(value_of(field(x, "stanzas")),
+                     "45 out (1.5/s), 30 in (0.2/s)");
     ck_assert_str_eq(value_of(field(x, "bounces")), "7");
     ck_assert_str_eq(value_of(field(x, "auth-failures")), "2");
     ck_assert_str_eq(value_of(field(x, "auth-failures-dialback")), "2");

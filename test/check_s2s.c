@@ -411,6 +411,11 @@ static void exchange_with(const char *auth_a,
     ck_assert_int_eq(s2s_send(b.s2s, chat("bob@b.test/z", "alice@a.test")), 0);
     RUN_UNTIL(loop, a.received == 1 || b.undeliverable > 0, 8000);
     ck_assert_int_eq(a.received, 1);
+    /* what came back is billed to a's route to b.test */
+    route_of(&a, &info);
+    ck_assert_uint_eq(info.stanzas_in, 1);
+    ck_assert_uint_ge(info.bytes_in, 60);
+    ck_assert_int_gt((long long)info.ready_since, 0);
     side_stop(&a);
     side_stop(&b);
     loop_free(loop);

@@ -34,6 +34,9 @@ struct xep_peer_status {
     long long peer_not_after; /* certificate expiry (Unix time), or 0 */
     unsigned long stanzas_out;
     unsigned long bytes_out;
+    unsigned long stanzas_in;
+    unsigned long bytes_in;
+    long long connected_since; /* Unix time the route got ready, or 0 */
     unsigned long queued;
     const char *last_error;    /* last failure and its reason, or NULL */
     long long last_failure_at; /* when it happened (Unix time), or 0 */
@@ -83,6 +86,10 @@ struct xep_stats {
     size_t nroutes_by_state;
     unsigned long inbound; /* inbound s2s connections */
     unsigned long stanzas_out;
+    unsigned long stanzas_in;
+    double rate_out; /* stanzas per second over the last minute (or since
+                      * start when shorter) */
+    double rate_in;
     unsigned long bounces; /* error replies for undeliverable stanzas */
     unsigned long auth_failures;
     struct xep_count auth_failures_by_reason[XEP_STATS_MAX];

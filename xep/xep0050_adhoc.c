@@ -383,11 +383,12 @@ static void adhoc_time(long long t, char *out, size_t outsz)
 }
 
 /* One <reported/> column or <item/> value per peer attribute. */
-enum { PEER_COLS = 13 };
+enum { PEER_COLS = 17 };
 static const char *const peer_vars[PEER_COLS] = {
-    "domain",      "local",        "state",    "direction", "auth",
-    "tls-version", "tls-cipher",   "subject",  "expiry",    "stanzas-out",
-    "queued",      "last-failure", "home-link"};
+    "domain",       "local",      "state",      "direction", "auth",
+    "tls-version",  "tls-cipher", "subject",    "expiry",    "connected-since",
+    "stanzas-out",  "bytes-out",  "stanzas-in", "bytes-in",  "queued",
+    "last-failure", "home-link"};
 static const char *const peer_labels[PEER_COLS] = {"Peer",
                                                    "Local domain",
                                                    "Route state",
@@ -397,13 +398,19 @@ static const char *const peer_labels[PEER_COLS] = {"Peer",
                                                    "TLS cipher",
                                                    "Certificate subject",
                                                    "Cert. expires",
+                                                   "Connected since",
                                                    "Stanzas out",
+                                                   "Bytes out",
+                                                   "Stanzas in",
+                                                   "Bytes in",
                                                    "Queued",
                                                    "Last failure",
                                                    "Home-server link"};
 
+enum { PEER_NUMS = 7 };
+
 static void adhoc_peer_values(const struct xep_peer_status *p,
-                              char nums[3][32],
+                              char nums[PEER_NUMS][32],
                               char *failure,
                               size_t failsz,
                               const char *vals[PEER_COLS])
@@ -411,6 +418,10 @@ static void adhoc_peer_values(const struct xep_peer_status *p,
     snprintf(nums[0], sizeof(nums[0]), "%lu", p->stanzas_out);
     snprintf(nums[1], sizeof(nums[1]), "%lu", p->queued);
     adhoc_time(p->peer_not_after, nums[2], sizeof(nums[2]));
+    adhoc_time(p->connected_since, nums[3], sizeof(nums[3]));
+    snprintf(nums[4], sizeof(nums[4]), "%lu", p->bytes_out);
+    snprintf(nums[5], sizeof(nums[5]), "%lu", p->stanzas_in);
+    snprintf(nums[6], sizeof(nums[6]), "%lu", p->bytes_in);
     vals[0] = p->domain;
     vals[1] = adhoc_or(p->local, "-");
     vals[2] = adhoc_or(p->state, "-");
@@ -420,17 +431,21 @@ static void adhoc_peer_values(const struct xep_peer_status *p,
     vals[6] = adhoc_or(p->tls_cipher, "-");
     vals[7] = adhoc_or(p->peer_subject, "-");
     vals[8] = nums[2];
-    vals[9] = nums[0];
-    vals[10] = nums[1];
+    vals[9] = nums[3];
+    vals[10] = nums[0];
+    vals[11] = nums[4];
+    vals[12] = nums[5];
+    vals[13] = nums[6];
+    vals[14] = nums[1];
     if (p->last_error != NULL && p->last_failure_at > 0) {
         char when[32];
         adhoc_time(p->last_failure_at, when, sizeof(when));
         snprintf(failure, failsz, "%s (%s)", p->last_error, when);
-        vals[11] = failure;
+        vals[15] = failure;
     } else {
-        vals[11] = adhoc_or(p->last_error, "none");
+        vals[15] = adhoc_or(p->last_error, "none");
     }
-    vals[12] = adhoc_or(p->home_link, "-");
+    vals[16] = adhoc_or(p->home_link, "-");
 }
 
 /* A result form with one item per peer entry (only domain's when it is
@@ -460,7 +475,7 @@ static int adhoc_peer_table(const struct xep_context *ctx,
     size_t shown = 0;
     for (size_t i = 0; i < n; i++) {
         struct xep_peer_status p;
-        char nums[3][32];
+        char nums[PEER_NUMS][32];
         char failure[400];
         const char *vals[PEER_COLS];
         if (ctx->admin->peer_status(ctx->admin->ud, i, &p) != 0 ||
@@ -595,7 +610,8 @@ static int cmd_statistics_run(const struct xep_context *ctx,
     snprintf(v[1], sizeof(v[1]), "%lu/%lu", st.links_up, st.links_total);
     snprintf(v[2], sizeof(v[2]), "%lu", st.routes_total);
     snprintf(v[3], sizeof(v[3]), "%lu", st.inbound);
-    snprintf(v[4], sizeof(v[4]), "%lu", st.stanzas_out);
+    snprintf(v[4], sizeof(v[4]), "%lu out (%.1f/s), %lu in (%.1f/s)",
+             st.stanzas_out, st.rate_out, st.stanzas_in, st.rate_in);
     snprintf(v[5], sizeof(v[5]), "%lu", st.bounces);
     snprintf(v[6], sizeof(v[6]), "%lu", st.auth_failures);
     (void)form_field(&f, "uptime", "text-single", "Uptime (s)", false, v[0]);
@@ -614,7 +630,8 @@ static int cmd_statistics_run(const struct xep_context *ctx,
     }
     (void)form_field(&f, "inbound", "text-single", "Inbound s2s connections",
                      false, v[3]);
-    (void)form_field(&f, "stanzas-out", "text-single", "Stanzas out", false,
+    (void)form_field(&f, "stanzas", "text-single",
+                     "Stanzas over s2s (rate over the last minute)", false,
                      v[4]);
     (void)form_field(&f, "bounces", "text-single", "Bounces", false, v[5]);
     (void)form_field(&f, "auth-failures", "text-single",
