@@ -190,8 +190,8 @@ static void job_note(struct daemon_hook_job *j,
     size_t len = strlen(j->output);
     hook_describe(res, cfg->peer_hook_timeout * 1000u, how, sizeof(how));
     snprintf(j->output + len, sizeof(j->output) - len,
-             "Home-server hook \"%s\" %s%s:%s%s%s", action,
-             res->exit_code == 0 ? "succeeded" : "FAILED, ", how,
+             "Home-server hook \"%s\" %s (%s):%s%s%s", action,
+             res->exit_code == 0 ? "succeeded" : "FAILED", how,
              res->output[0] != '\0' ? "\n" : " no output", res->output,
              res->dropped > 0 ? " [output cut]" : "");
     len = strlen(j->output);

@@ -72,9 +72,11 @@
 #define S2S_CLOSE_GRACE_MS    1000
 #define S2S_SHUTDOWN_GRACE_MS 3000
 #define S2S_MAX_LISTENERS     16
-#define S2S_PING_PREFIX       "fgping-"
-#define S2S_PING_NS           "urn:xmpp:ping"
-#define S2S_DOMAIN_MAX        1024
+/* Accepting pauses this long when the process is out of descriptors */
+#define S2S_ACCEPT_PAUSE_MS 100
+#define S2S_PING_PREFIX     "fgping-"
+#define S2S_PING_NS         "urn:xmpp:ping"
+#define S2S_DOMAIN_MAX      1024
 /* How long keys under the secret before a rotation still verify */
 #define S2S_SECRET_GRACE_MS (10u * 60u * 1000u)
 
@@ -120,6 +122,8 @@ struct s2s_route {
                                * stream */
     unsigned long bytes_in;   /* the bytes those stanzas came in */
     time_t ready_since;       /* when the outbound stream got ready */
+    bool peer_refused;        /* this attempt: a target refused us for good
+                               * (host-unknown, policy, not authorized) */
     char last_error[256];
     char last_failure[256]; /* last_error of the last failed attempt: kept
                              * when the next attempt starts, for admins */
@@ -160,6 +164,7 @@ struct s2s_conn {
     unsigned long stanzas_in;
     unsigned long bytes_unbilled; /* read since the last stanza */
     char auth_remote[256]; /* inbound: the last remote domain authenticated */
+    char addr[INET6_ADDRSTRLEN]; /* inbound: the peer's IP address */
     struct s2s_conn *next;
 };
 
@@ -168,6 +173,7 @@ struct s2s_listener {
     int fd;
     bool direct_tls;
     char addr[80];
+    struct loop_timer *resume; /* accepting paused: out of descriptors */
 };
 
 struct s2s {
@@ -670,7 +676,9 @@ static void conn_destroy(struct s2s_conn *c, const char *why)
             }
         } else if (r->state == ROUTE_CONNECTING ||
                    r->state == ROUTE_NEGOTIATING) {
-            if (r->last_error[0] == '\0' || strcmp(r->last_error, why) != 0) {
+            /* a reason the stream gave (a stream error, a certificate)
+             * says more than how the connection ended */
+            if (r->last_error[0] == '\0') {
                 snprintf(r->last_error, sizeof(r->last_error), "%s", why);
             }
             if (s2s->shutting_down) {
@@ -1047,6 +1055,21 @@ static void cb_stanza(void *ud, struct xml_node *st)
     c->s2s->cb.stanza(c->s2s->ud, st); /* transferred */
 }
 
+/* Stream errors by which a peer says that trying again will not help
+ * (RFC 6120 4.9.3): it does not serve the domain, or refuses us. */
+static bool s2s_refusal_is_final(const char *condition)
+{
+    static const char *const final[] = {
+        "host-unknown",     "host-gone",           "not-authorized",
+        "policy-violation", "improper-addressing", "invalid-from"};
+    for (size_t i = 0; i < sizeof(final) / sizeof(final[0]); i++) {
+        if (strcmp(condition, final[i]) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
 static void cb_closed(void *ud, const struct s2s_close_info *info)
 {
     struct s2s_conn *c = ud;
@@ -1067,6 +1090,8 @@ static void cb_closed(void *ud, const struct s2s_close_info *info)
                      "stream error %s %s%s%s",
                      info->by_peer ? "from peer:" : "sent:", cond,
                      info->text != NULL ? " " : "", text);
+            c->route->peer_refused |=
+                info->by_peer && s2s_refusal_is_final(info->condition);
         }
     }
 }
@@ -1438,7 +1463,7 @@ static void route_retry_later(struct s2s_route *r)
         snprintf(r->last_error, sizeof(r->last_error), "%s",
                  "no target could be reached");
     }
-    if (r->queue.count == 0 || s2s->shutting_down) {
+    if (r->queue.count == 0 || s2s->shutting_down || r->peer_refused) {
         route_fail(r, "remote-server-not-found", "%s", r->last_error);
         return;
     }
@@ -1542,6 +1567,7 @@ static void route_start(struct s2s_route *r)
     r->attempt_ms = loop_now_ms(s2s->loop);
     route_clear_lookup(r);
     r->last_error[0] = '\0';
+    r->peer_refused = false;
     const struct conf_peer *p = policy_peer(s2s->cfg, r->remote);
     r->state = ROUTE_RESOLVING;
     if (p != NULL && p->host != NULL && strcmp(p->domain, r->remote) == 0) {
@@ -1680,6 +1706,96 @@ int s2s_send(struct s2s *s2s, struct xml_node *st)
 /* ---- inbound
  * ------------------------------------------------------------------- */
 
+/* Ends an inbound connection at once: the stream error when the stream can
+ * still carry one (written without waiting), then the socket closes. */
+static void
+conn_abort(struct s2s_conn *c, const char *condition, const char *text)
+{
+    if (c->stream != NULL && !c->tls_handshaking) {
+        s2s_stream_close(c->stream, condition, text);
+        if (!conn_flush(c)) {
+            return;
+        }
+    }
+    conn_destroy(c, text);
+}
+
+/*
+ * Bounds on inbound connections that have not authenticated, so that
+ * half-open peers cannot take every file descriptor (and with them DNS,
+ * outbound routes and the home-server links): from one address at most
+ * s2s.max_unauthenticated_per_address, the new one refused; from all
+ * addresses at most s2s.max_unauthenticated, the oldest closed to make
+ * room, so a real peer's handshake still gets through a flood unless
+ * that many connections arrive while it runs. Walks the connection list
+ * (newest first): one pass per accept. false when c was refused.
+ */
+static bool conn_admit(struct s2s_conn *c)
+{
+    const struct conf *cfg = c->s2s->cfg;
+    size_t total = 0;
+    size_t same = 0;
+    struct s2s_conn *oldest = NULL;
+    for (struct s2s_conn *o = c->s2s->conns; o != NULL; o = o->next) {
+        if (o == c || o->outbound || o->authenticated || o->dead) {
+            continue;
+        }
+        total++;
+        same += strcmp(o->addr, c->addr) == 0;
+        oldest = o;
+    }
+    char text[160];
+    if (same >= cfg->s2s_max_unauth_per_addr) {
+        snprintf(text, sizeof(text),
+                 "%zu unauthenticated connections from %s already "
+                 "(s2s.max_unauthenticated_per_address)",
+                 same, c->addr);
+        if (c->stream == NULL && !c->direct_tls) {
+            (void)conn_make_stream(c); /* to say why; NULL: just close */
+        }
+        conn_abort(c, "policy-violation", text);
+        return false;
+    }
+    if (total >= cfg->s2s_max_unauth && oldest != NULL) {
+        snprintf(text, sizeof(text),
+                 "closed for a newer one: %zu unauthenticated connections "
+                 "(s2s.max_unauthenticated)",
+                 total);
+        conn_abort(oldest, "resource-constraint", text);
+    }
+    return true;
+}
+
+static void listener_on_resume(struct loop *loop, void *ud)
+{
+    struct s2s_listener *l = ud;
+    l->resume = NULL;
+    if (loop_modify(loop, l->fd, LOOP_READ) != 0) {
+        log_error("s2s listener %s: cannot resume accepting", l->addr);
+    }
+}
+
+/* accept() failed for want of descriptors or memory: the connection stays
+ * queued and the level-triggered listener would fire again at once, a busy
+ * loop writing a log line each time. Accepting pauses instead; ending
+ * connections free descriptors meanwhile. */
+static void listener_pause(struct s2s_listener *l, int err)
+{
+    struct loop *loop = l->s2s->loop;
+    if (l->resume != NULL) {
+        return;
+    }
+    l->resume =
+        loop_timer_add(loop, S2S_ACCEPT_PAUSE_MS, listener_on_resume, l);
+    if (l->resume == NULL || loop_modify(loop, l->fd, 0) != 0) {
+        loop_timer_cancel(loop, l->resume);
+        l->resume = NULL;
+        return;
+    }
+    log_warn("s2s listener %s: accept failed: %s; not accepting for %d ms",
+             l->addr, strerror(err), S2S_ACCEPT_PAUSE_MS);
+}
+
 static void
 listener_on_accept(struct loop *loop, int fd, unsigned events, void *ud)
 {
@@ -1690,7 +1806,10 @@ listener_on_accept(struct loop *loop, int fd, unsigned events, void *ud)
     int cfd =
         accept4(fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (cfd < 0) {
-        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+            errno == ENOMEM) {
+            listener_pause(l, errno);
+        } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
             log_warn("s2s listener %s: accept failed: %s", l->addr,
                      strerror(errno));
         }
@@ -1719,6 +1838,7 @@ listener_on_accept(struct loop *loop, int fd, unsigned events, void *ud)
         return;
     }
     c->direct_tls = l->direct_tls;
+    snprintf(c->addr, sizeof(c->addr), "%s", addr);
     snprintf(c->who, sizeof(c->who), "s2s in %s:%u via %s%s", addr, port,
              l->addr, l->direct_tls ? " (direct TLS)" : "");
     if (loop_watch(loop, cfd, LOOP_READ, conn_on_io, c) != 0) {
@@ -1729,6 +1849,9 @@ listener_on_accept(struct loop *loop, int fd, unsigned events, void *ud)
         loop_timer_add(loop, (uint64_t)s2s->cfg->s2s_negotiate_timeout * 1000u,
                        conn_on_timer, c);
     log_conn(LOG_LEVEL_INFO, c->who, "accepted");
+    if (!conn_admit(c)) {
+        return;
+    }
     if (l->direct_tls) {
         conn_start_direct_tls(c);
         return;
@@ -1814,6 +1937,7 @@ static int s2s_open_listener(struct s2s *s2s, const char *text, bool direct_tls)
     struct s2s_listener *l = &s2s->listeners[s2s->nlisteners];
     l->s2s = s2s;
     l->fd = fd;
+    l->resume = NULL;
     l->direct_tls = direct_tls;
     snprintf(l->addr, sizeof(l->addr), "%s", text);
     if (loop_watch(s2s->loop, fd, LOOP_READ, listener_on_accept, l) != 0) {
@@ -2154,6 +2278,8 @@ void s2s_shutdown(struct s2s *s2s, void (*done)(void *ud), void *ud)
     s2s->shutdown_done = done;
     s2s->shutdown_ud = ud;
     for (size_t i = 0; i < s2s->nlisteners; i++) {
+        loop_timer_cancel(s2s->loop, s2s->listeners[i].resume);
+        s2s->listeners[i].resume = NULL;
         loop_unwatch(s2s->loop, s2s->listeners[i].fd);
         close(s2s->listeners[i].fd);
     }
@@ -2181,6 +2307,8 @@ void s2s_free(struct s2s *s2s)
         return;
     }
     for (size_t i = 0; i < s2s->nlisteners; i++) {
+        loop_timer_cancel(s2s->loop, s2s->listeners[i].resume);
+        s2s->listeners[i].resume = NULL;
         loop_unwatch(s2s->loop, s2s->listeners[i].fd);
         close(s2s->listeners[i].fd);
     }

@@ -587,6 +587,12 @@ static int cmd_peer_detail_run(const struct xep_context *ctx,
                          adhoc_or(p.auth, "-"));
         (void)form_field(&f, "bytes-out", "text-single", "Bytes out", false,
                          bytes);
+        struct xep_peer_settings ps;
+        if (ctx->admin->peer_settings != NULL &&
+            ctx->admin->peer_settings(ctx->admin->ud, peer, &ps) == 0) {
+            (void)form_field(&f, "origin", "text-single", "Defined in", false,
+                             ps.origin);
+        }
         return f.rc;
     }
     char text[400];
