@@ -35,6 +35,7 @@
 #include "jid.h"
 #include "log.h"
 #include "loop.h"
+#include "peers.h"
 #include "s2s.h"
 #include "service.h"
 #include "stanza.h"
@@ -255,6 +256,34 @@ daemon_reload_load(struct daemon *d, struct conf **out, char **errors)
     return rc;
 }
 
+/* Peers whose settings differ between old and fresh start their streams
+ * over, so that nothing keeps running under the old policy. */
+static void daemon_reset_changed_peers(struct daemon *d,
+                                       const struct conf *old,
+                                       const struct conf *fresh)
+{
+    for (size_t i = 0; i < fresh->npeers; i++) {
+        const struct conf_peer *p = &fresh->peers[i];
+        const struct conf_peer *q = peers_find(old, p->domain);
+        if (q == NULL) {
+            continue;
+        }
+        char *a = peers_spec(p), *b = peers_spec(q);
+        bool changed = a == NULL || b == NULL || strcmp(a, b) != 0;
+        if (a != NULL) {
+            explicit_bzero(a, strlen(a)); /* secrets */
+        }
+        if (b != NULL) {
+            explicit_bzero(b, strlen(b));
+        }
+        free(a);
+        free(b);
+        if (changed) {
+            s2s_peer_reset(d->s2s, p->domain);
+        }
+    }
+}
+
 /* Puts fresh (consumed) in force. */
 static void daemon_reload_commit(struct daemon *d, struct conf *fresh)
 {
@@ -264,6 +293,9 @@ static void daemon_reload_commit(struct daemon *d, struct conf *fresh)
     struct conf *old = d->cfg;
     d->cfg = fresh;
     int rc = daemon_apply(d, fresh);
+    if (rc == 0) {
+        daemon_reset_changed_peers(d, old, fresh);
+    }
     if (rc != 0) {
         log_error("reload of %s: applying failed: %s", fresh->path,
                   err_str(rc));

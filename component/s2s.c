@@ -1725,10 +1725,12 @@ conn_abort(struct s2s_conn *c, const char *condition, const char *text)
  * half-open peers cannot take every file descriptor (and with them DNS,
  * outbound routes and the home-server links): from one address at most
  * s2s.max_unauthenticated_per_address, the new one refused; from all
- * addresses at most s2s.max_unauthenticated, the oldest closed to make
- * room, so a real peer's handshake still gets through a flood unless
- * that many connections arrive while it runs. Walks the connection list
- * (newest first): one pass per accept. false when c was refused.
+ * addresses at most s2s.max_unauthenticated, one closed to make room: the
+ * oldest that has not sent a whole stream header yet (a real peer sends
+ * its header at once, a half-open one never does), else the oldest. So
+ * a real peer's handshake gets through a flood of half-open connections.
+ * Walks the connection list (newest first): one pass per accept. false
+ * when c was refused.
  */
 static bool conn_admit(struct s2s_conn *c)
 {
@@ -1736,6 +1738,7 @@ static bool conn_admit(struct s2s_conn *c)
     size_t total = 0;
     size_t same = 0;
     struct s2s_conn *oldest = NULL;
+    struct s2s_conn *oldest_headless = NULL;
     for (struct s2s_conn *o = c->s2s->conns; o != NULL; o = o->next) {
         if (o == c || o->outbound || o->authenticated || o->dead) {
             continue;
@@ -1743,6 +1746,12 @@ static bool conn_admit(struct s2s_conn *c)
         total++;
         same += strcmp(o->addr, c->addr) == 0;
         oldest = o;
+        if (o->stream == NULL || s2s_stream_header_to(o->stream) == NULL) {
+            oldest_headless = o;
+        }
+    }
+    if (oldest_headless != NULL) {
+        oldest = oldest_headless;
     }
     char text[160];
     if (same >= cfg->s2s_max_unauth_per_addr) {
@@ -2199,6 +2208,40 @@ int s2s_rotate_dialback_secret(struct s2s *s2s)
              "for %u more minutes",
              S2S_SECRET_GRACE_MS / 60000u);
     return 0;
+}
+
+void s2s_peer_reset(struct s2s *s2s, const char *domain)
+{
+    log_conn(LOG_LEVEL_INFO, domain,
+             "peering settings of %s changed: its streams start over", domain);
+    for (struct s2s_route *r = s2s->routes; r != NULL; r = r->next) {
+        if (strcmp(r->remote, domain) != 0) {
+            continue;
+        }
+        route_close_out(r, "reset", "peering settings changed");
+        route_clear_lookup(r);
+        route_refuse_verifies(r);
+        loop_timer_cancel(s2s->loop, r->retry);
+        r->retry = NULL;
+        backoff_reset(&r->backoff);
+        r->state = ROUTE_IDLE;
+        r->auth = POLICY_AUTH_NONE;
+        if (r->queue.count > 0) {
+            route_start(r); /* under the new settings */
+        }
+    }
+    struct s2s_conn *next;
+    for (struct s2s_conn *c = s2s->conns; c != NULL; c = next) {
+        next = c->next;
+        if (c->outbound || c->dead || c->stream == NULL) {
+            continue;
+        }
+        const char *from = s2s_stream_header_from(c->stream);
+        if ((from != NULL && strcmp(from, domain) == 0) ||
+            strcmp(c->auth_remote, domain) == 0) {
+            conn_close(c, "reset", "peering settings changed");
+        }
+    }
 }
 
 int s2s_route_disconnect(struct s2s *s2s, const char *local, const char *remote)

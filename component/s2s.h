@@ -92,6 +92,14 @@ size_t s2s_blocked_count(const struct s2s *s2s);
 const char *s2s_blocked_domain(const struct s2s *s2s, size_t i);
 
 /*
+ * A peer's settings changed (edited at run time or by a reload): its
+ * streams in both directions close with `reset`, so that the next ones
+ * authenticate under the new policy; queued stanzas stay and their route
+ * connects again at once.
+ */
+void s2s_peer_reset(struct s2s *s2s, const char *domain);
+
+/*
  * Closes the outbound stream of the route (local, remote) cleanly and
  * stops any attempt in progress; queued stanzas stay queued (their
  * timeout still runs) and the route connects again on the next stanza.

@@ -152,6 +152,19 @@ has '^item domain=b\.test;local=a\.test;state=ready;direction=[a-z]+;auth=[a-z-]
 has '^field stanzas text-single [0-9]+ out \([0-9.]+/s\), [1-9][0-9]* in' \
     "statistics show no stanzas in"
 
+note "phase: edit the ready b.test to dialback only: its streams start over"
+mark=$(log_mark "$log")
+adhoc admin "$ADMIN_PW" run:urn:fedgate:cmd:edit-peer submit:peer=b.test \
+    "submit:auth=dialback;secret="
+has '^note info Peer changed b\.test' "the second edit-peer did not confirm"
+wait_for_log "$log" 'peering settings of b\.test changed' 5 "$mark" ||
+    fail "editing a connected peer did not restart its streams"
+adhoc alice alice-pw-1 ping:b.test run:urn:fedgate:cmd:list-peers
+has '^pong' "alice cannot reach b.test after its auth was changed"
+adhoc admin "$ADMIN_PW" run:urn:fedgate:cmd:list-peers
+has '^item domain=b\.test;local=a\.test;state=ready;direction=[a-z]+;auth=dialback;' \
+    "the route to b.test did not authenticate again with dialback"
+
 note "phase: restart; the runtime peer is still there"
 fedgate_stop ga
 mark=$(log_mark "$log")
@@ -171,6 +184,7 @@ adhoc alice alice-pw-1 ping:b.test
 has '^ping-error ' "alice still reaches b.test after its removal"
 
 expected="admin@a.test|add peer b.test
+admin@a.test|edit peer b.test
 admin@a.test|edit peer b.test
 admin@a.test|remove peer b.test"
 [ "$(audit)" = "$expected" ] || fail "audit rows are wrong: $(audit)"
