@@ -77,11 +77,11 @@ if [ "${FEDGATE_SKIP_SAN:-0}" != 1 ]; then
 fi
 
 if [ "${FEDGATE_SKIP_FUZZ:-0}" != 1 ]; then
-    step "fuzz targets (libFuzzer, ${FEDGATE_FUZZ_SECONDS:-30} s each)"
+    step "fuzz targets (libFuzzer, ${FEDGATE_FUZZ_SECONDS:-60} s each)"
     mkdir -p _build-fuzz
     (cd _build-fuzz && "$top/configure" -q --enable-fuzzing CC=clang)
     make -C _build-fuzz -j"$jobs" >/dev/null
-    make -C _build-fuzz fuzz-run FUZZ_SECONDS="${FEDGATE_FUZZ_SECONDS:-30}"
+    make -C _build-fuzz fuzz-run FUZZ_SECONDS="${FEDGATE_FUZZ_SECONDS:-60}"
 fi
 
 if [ "${FEDGATE_SKIP_DISTCHECK:-0}" != 1 ]; then
