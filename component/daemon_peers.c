@@ -125,7 +125,7 @@ int daemon_admin_peer_settings(void *ud,
     out->port = p->port;
     out->trust_anchor = p->trust_anchor;
     out->stanza_max = p->stanza_max;
-    out->origin = p->runtime ? "runtime (state_db)" : "config file";
+    out->origin = p->runtime ? "run time (state_db)" : "config file";
     size_t len = 0;
     for (size_t i = 0; i < p->nservices; i++) {
         int w = snprintf(out->services + len, sizeof(out->services) - len,
@@ -512,9 +512,9 @@ int daemon_admin_peer_put(void *ud,
     }
     log_warn("%s by %s", what, who);
     snprintf(summary, sizeof(summary),
-             "%s %s: stored in state_db and applied (streams for %zu "
+             "Peer %s %s: stored in state_db and applied (streams for %zu "
              "domain(s)).",
-             edit ? "Peer changed" : "Peer added", p.domain, 1 + p.nservices);
+             p.domain, edit ? "changed" : "added", 1 + p.nservices);
     rc = daemon_hook_change(d, daemon_latest_conf(d), have_old ? &old : NULL,
                             &p, summary, done, done_ud, msg, msglen);
     if (have_old) {

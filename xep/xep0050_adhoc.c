@@ -1157,7 +1157,7 @@ static void peer_form(struct form *f,
     if (edit) {
         char text[400];
         snprintf(text, sizeof(text),
-                 "Peer %s (defined in the %s). An empty secret keeps the "
+                 "Peer %s, defined in: %s. An empty secret keeps the "
                  "current one.",
                  adhoc_or(dflt[0], "?"),
                  cur != NULL ? adhoc_or(cur->origin, "?") : "?");

@@ -121,7 +121,7 @@ adhoc admin "$ADMIN_PW" "$ADD" \
     "submit:domain=b.test;secret=rt-secret-b;auth=certificate;host=;port=;trust_anchor=$FG_OTHER_CAFILE"
 has "^error bad-request bad-payload field 'port' \\(Port with host \\(default 5269\\)\\): .*peers\\.port" \
     "a port out of range was not refused on its field"
-has '^note info Peer added b\.test: stored in state_db and applied' \
+has '^note info Peer b\.test added: stored in state_db and applied' \
     "add-peer did not confirm"
 has 'Home-server hook "add" succeeded \(exit 0\)' \
     "the reply does not report the hook's success"
@@ -142,7 +142,7 @@ adhoc admin "$ADMIN_PW" run:urn:fedgate:cmd:edit-peer submit:peer=b.test \
 has '^field auth list-single certificate' "the edit form is not prefilled"
 has "^field trust_anchor text-single $FG_OTHER_CAFILE" \
     "the edit form does not show the trust anchor"
-has '^note info Peer changed b\.test' "edit-peer did not confirm"
+has '^note info Peer b\.test changed' "edit-peer did not confirm"
 adhoc alice alice-pw-1 ping:b.test
 has '^pong' "alice cannot reach b.test after the peer was fixed at run time"
 adhoc admin "$ADMIN_PW" run:urn:fedgate:cmd:list-peers \
@@ -156,7 +156,7 @@ note "phase: edit the ready b.test to dialback only: its streams start over"
 mark=$(log_mark "$log")
 adhoc admin "$ADMIN_PW" run:urn:fedgate:cmd:edit-peer submit:peer=b.test \
     "submit:auth=dialback;secret="
-has '^note info Peer changed b\.test' "the second edit-peer did not confirm"
+has '^note info Peer b\.test changed' "the second edit-peer did not confirm"
 wait_for_log "$log" 'peering settings of b\.test changed' 5 "$mark" ||
     fail "editing a connected peer did not restart its streams"
 adhoc alice alice-pw-1 ping:b.test run:urn:fedgate:cmd:list-peers
