@@ -6,7 +6,9 @@
  *             its signals for signalfd; a child must not inherit that),
  *             stdin from a pipe written at once (a few hundred bytes,
  *             well under the pipe buffer) and closed, stdout+stderr into
- *             one pipe watched by the loop, a pidfd watched for the exit,
+ *             one pipe watched by the loop, a pidfd watched for the exit
+ *             (or, where pidfd_open is missing, as under valgrind 3.19,
+ *             waitpid polled every 50 ms),
  *             and a timer
  * on output:  kept up to HOOK_OUTPUT_MAX bytes, the rest counted
  * on exit:    reaped at once; the output pipe is drained while it is
@@ -45,6 +47,8 @@ struct hook {
     int pidfd;  /* -1 once reaped */
     int out_fd; /* -1 at EOF */
     struct loop_timer *timer;
+    struct loop_timer *poll; /* without pidfd_open: waitpid every so often */
+    bool exited;             /* reaped */
     hook_done_fn *done;
     void *ud;
     struct hook_result res;
@@ -67,6 +71,8 @@ static void hook_release(struct hook *h)
     hook_close_fd(h, &h->pidfd);
     loop_timer_cancel(h->loop, h->timer);
     h->timer = NULL;
+    loop_timer_cancel(h->loop, h->poll);
+    h->poll = NULL;
     free(h);
 }
 
@@ -78,11 +84,13 @@ static void hook_free_deferred(void *p)
 /* Calls done once the process is reaped and the output read. */
 static void hook_maybe_finish(struct hook *h)
 {
-    if (h->pidfd >= 0 || h->out_fd >= 0 || h->done == NULL) {
+    if (!h->exited || h->out_fd >= 0 || h->done == NULL) {
         return;
     }
     loop_timer_cancel(h->loop, h->timer);
     h->timer = NULL;
+    loop_timer_cancel(h->loop, h->poll);
+    h->poll = NULL;
     h->output[h->outlen] = '\0';
     h->res.output = h->output;
     hook_done_fn *done = h->done;
@@ -121,19 +129,33 @@ static void hook_on_output(struct loop *loop, int fd, unsigned events, void *ud)
     hook_maybe_finish(h);
 }
 
-static void hook_reap(struct hook *h)
+/* Reaps the child (waiting for it unless nohang). True once reaped. */
+static bool hook_wait(struct hook *h, bool nohang)
 {
     int status = 0;
     pid_t r;
+    if (h->exited) {
+        return true;
+    }
     do {
-        r = waitpid(h->pid, &status, 0);
+        r = waitpid(h->pid, &status, nohang ? WNOHANG : 0);
     } while (r < 0 && errno == EINTR);
+    if (r == 0) {
+        return false;
+    }
+    h->exited = true;
     if (r == h->pid && WIFEXITED(status)) {
         h->res.exit_code = WEXITSTATUS(status);
     } else if (r == h->pid && WIFSIGNALED(status)) {
         h->res.signo = WTERMSIG(status);
     }
     hook_close_fd(h, &h->pidfd);
+    return true;
+}
+
+static void hook_reap(struct hook *h)
+{
+    (void)hook_wait(h, false);
 }
 
 static void hook_on_exit(struct loop *loop, int fd, unsigned events, void *ud)
@@ -151,12 +173,30 @@ static void hook_on_exit(struct loop *loop, int fd, unsigned events, void *ud)
     hook_maybe_finish(h);
 }
 
+#define HOOK_POLL_MS 50
+
+/* Without a pidfd (valgrind 3.19 does not know pidfd_open): looks for the
+ * exit every HOOK_POLL_MS. */
+static void hook_on_poll(struct loop *loop, void *ud)
+{
+    struct hook *h = ud;
+    h->poll = NULL;
+    if (!hook_wait(h, true)) {
+        h->poll = loop_timer_add(loop, HOOK_POLL_MS, hook_on_poll, h);
+        if (h->poll != NULL) {
+            return;
+        }
+        hook_reap(h); /* no timer: wait for it here */
+    }
+    hook_on_exit(loop, -1, 0, h);
+}
+
 static void hook_on_timeout(struct loop *loop, void *ud)
 {
     struct hook *h = ud;
     (void)loop;
     h->timer = NULL;
-    if (h->pidfd >= 0) {
+    if (!h->exited) {
         h->res.timed_out = 1;
         (void)kill(-h->pid, SIGKILL);
         hook_reap(h);
@@ -328,18 +368,18 @@ int hook_run(struct loop *loop,
     h->out_fd = outp[0];
     outp[0] = -1;
     h->pidfd = pidfd_open(h->pid, 0);
-    if (h->pidfd < 0 || fcntl(h->out_fd, F_SETFL, O_NONBLOCK) != 0 ||
+    bool watched =
+        h->pidfd >= 0
+            ? loop_watch(loop, h->pidfd, EPOLLIN, hook_on_exit, h) == 0
+            : (h->poll = loop_timer_add(loop, HOOK_POLL_MS, hook_on_poll, h)) !=
+                  NULL;
+    if (!watched || fcntl(h->out_fd, F_SETFL, O_NONBLOCK) != 0 ||
         loop_watch(loop, h->out_fd, EPOLLIN, hook_on_output, h) != 0 ||
-        loop_watch(loop, h->pidfd, EPOLLIN, hook_on_exit, h) != 0 ||
         (h->timer = loop_timer_add(loop, timeout_ms, hook_on_timeout, h)) ==
             NULL) {
         log_error("peer hook: cannot watch the command: %s", strerror(errno));
         (void)kill(-h->pid, SIGKILL);
-        if (h->pidfd >= 0) {
-            hook_reap(h);
-        } else {
-            (void)waitpid(h->pid, NULL, 0);
-        }
+        hook_reap(h);
         hook_release(h);
         return ERR_SYS;
     }
@@ -365,7 +405,7 @@ void hook_cancel(struct hook *h)
     if (h == NULL) {
         return;
     }
-    if (h->pidfd >= 0) {
+    if (!h->exited) {
         (void)kill(-h->pid, SIGKILL);
         hook_reap(h);
     }

@@ -381,9 +381,9 @@ START_TEST(test_hook_cancel)
     struct hook_seen s;
     static const char *const args[] = {"add"};
     memset(&s, 0, sizeof(s));
-    ck_assert_int_eq(
-        hook_run(loop, "sleep 30", args, 1, NULL, NULL, 60000, on_hook, &s, &h),
-        0);
+    ck_assert_int_eq(hook_run(loop, "sleep 30; :", args, 1, NULL, NULL, 60000,
+                              on_hook, &s, &h),
+                     0);
     ck_assert_int_eq(loop_run_once(loop, 20), 0);
     hook_cancel(h);
     ck_assert(!s.done);
