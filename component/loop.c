@@ -571,6 +571,18 @@ int loop_before_sleep(struct loop *loop, loop_hook_fn *fn, void *ud)
     return 0;
 }
 
+void loop_before_sleep_remove(struct loop *loop, loop_hook_fn *fn, void *ud)
+{
+    for (size_t i = 0; i < loop->nhooks; i++) {
+        if (loop->hooks[i].fn == fn && loop->hooks[i].ud == ud) {
+            memmove(&loop->hooks[i], &loop->hooks[i + 1],
+                    (loop->nhooks - i - 1) * sizeof(*loop->hooks));
+            loop->nhooks--;
+            return;
+        }
+    }
+}
+
 int loop_run_once(struct loop *loop, int timeout_ms)
 {
     int n = epoll_wait(loop->epfd, loop->events, LOOP_MAX_EVENTS,

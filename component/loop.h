@@ -79,6 +79,10 @@ int loop_defer(struct loop *loop, loop_free_fn *fn, void *ptr);
  * 0 or ERR_NOMEM. */
 int loop_before_sleep(struct loop *loop, loop_hook_fn *fn, void *ud);
 
+/* Removes a hook added with exactly fn and ud (no effect if absent). Not
+ * from inside a hook. */
+void loop_before_sleep_remove(struct loop *loop, loop_hook_fn *fn, void *ud);
+
 /* Runs until loop_stop(). 0, or ERR_SYS if epoll_wait fails. */
 int loop_run(struct loop *loop);
 

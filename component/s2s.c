@@ -163,6 +163,8 @@ struct s2s_conn {
     uint64_t last_stanza_ms; /* a stanza in or out; keepalives don't count */
     unsigned long stanzas_in;
     unsigned long bytes_unbilled; /* read since the last stanza */
+    bool flush_due;               /* on s2s->due: written before sleep */
+    struct s2s_conn *next_due;
     char auth_remote[256]; /* inbound: the last remote domain authenticated */
     char addr[INET6_ADDRSTRLEN]; /* inbound: the peer's IP address */
     struct s2s_conn *next;
@@ -199,6 +201,11 @@ struct s2s {
     unsigned long auth_failures[S2S_AUTHFAIL_COUNT]; /* for administration */
     char **blocked; /* domains an administrator blocked (s2s_block) */
     size_t nblocked;
+    /* connections with stanzas written into their buffer during this loop
+     * pass: flushed together before the loop sleeps, so that a burst
+     * goes out in few TLS records and writes */
+    struct s2s_conn *due;
+    bool hooked; /* s2s_flush_due is a before-sleep hook */
 };
 
 static void conn_destroy(struct s2s_conn *c, const char *why);
@@ -638,6 +645,48 @@ static void conn_forget_verifies(struct s2s_conn *c)
     }
 }
 
+/* Takes c off the list of connections due for a flush. */
+static void conn_undue(struct s2s_conn *c)
+{
+    if (!c->flush_due) {
+        return;
+    }
+    for (struct s2s_conn **pp = &c->s2s->due; *pp != NULL;
+         pp = &(*pp)->next_due) {
+        if (*pp == c) {
+            *pp = c->next_due;
+            break;
+        }
+    }
+    c->flush_due = false;
+    c->next_due = NULL;
+}
+
+/* Flushes c before the loop sleeps (with whatever else is written to it
+ * in this pass). */
+static void conn_flush_later(struct s2s_conn *c)
+{
+    if (c->flush_due || c->dead) {
+        return;
+    }
+    c->flush_due = true;
+    c->next_due = c->s2s->due;
+    c->s2s->due = c;
+}
+
+static void s2s_flush_due(struct loop *loop, void *ud)
+{
+    struct s2s *s2s = ud;
+    (void)loop;
+    while (s2s->due != NULL) {
+        struct s2s_conn *c = s2s->due;
+        s2s->due = c->next_due;
+        c->flush_due = false;
+        c->next_due = NULL;
+        (void)conn_flush(c);
+    }
+}
+
 static void conn_destroy(struct s2s_conn *c, const char *why)
 {
     if (c->dead) {
@@ -645,6 +694,7 @@ static void conn_destroy(struct s2s_conn *c, const char *why)
     }
     struct s2s *s2s = c->s2s;
     c->dead = true;
+    conn_undue(c);
     log_conn(LOG_LEVEL_INFO, c->who, "connection closed: %s", why);
     loop_unwatch(s2s->loop, c->fd);
     close(c->fd);
@@ -1667,7 +1717,7 @@ int s2s_send(struct s2s *s2s, struct xml_node *st)
             r->bytes_out +=
                 buf_size(s2s_stream_output(r->out->stream)) - before;
             xml_unref(st);
-            (void)conn_flush(r->out);
+            conn_flush_later(r->out);
             return 0;
         }
         /* a closing stream: queue, the route restarts when it is gone */
@@ -1707,7 +1757,10 @@ int s2s_send(struct s2s *s2s, struct xml_node *st)
  * ------------------------------------------------------------------- */
 
 /* Ends an inbound connection at once: the stream error when the stream can
- * still carry one (written without waiting), then the socket closes. */
+ * still carry one (written without waiting), then the socket closes.
+ * What the peer sent and we did not read is read and dropped first: a
+ * close with unread input sends a TCP reset, which can destroy the error
+ * in the peer's receive queue before it reads it. */
 static void
 conn_abort(struct s2s_conn *c, const char *condition, const char *text)
 {
@@ -1716,6 +1769,10 @@ conn_abort(struct s2s_conn *c, const char *condition, const char *text)
         if (!conn_flush(c)) {
             return;
         }
+    }
+    char sink[4096];
+    for (int i = 0; i < 16 && recv(c->fd, sink, sizeof(sink), MSG_DONTWAIT) > 0;
+         i++) {
     }
     conn_destroy(c, text);
 }
@@ -1999,6 +2056,12 @@ struct s2s *s2s_new(struct loop *loop,
     s2s->tls = tls;
     s2s->cb = *cb;
     s2s->ud = ud;
+    if (loop_before_sleep(loop, s2s_flush_due, s2s) != 0) {
+        snprintf(err, errlen, "out of memory");
+        free(s2s);
+        return NULL;
+    }
+    s2s->hooked = true;
     if (cfg->s2s_dialback_secret != NULL) {
         s2s->dialback_secret = strdup(cfg->s2s_dialback_secret);
     } else {
@@ -2349,6 +2412,10 @@ void s2s_free(struct s2s *s2s)
     if (s2s == NULL) {
         return;
     }
+    if (s2s->hooked) {
+        loop_before_sleep_remove(s2s->loop, s2s_flush_due, s2s);
+    }
+    s2s->due = NULL;
     for (size_t i = 0; i < s2s->nlisteners; i++) {
         loop_timer_cancel(s2s->loop, s2s->listeners[i].resume);
         s2s->listeners[i].resume = NULL;

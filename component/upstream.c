@@ -58,6 +58,8 @@ struct upstream_link {
     char last_error[256];
     size_t pad_owed;   /* whitespace owed after a split write (see flush) */
     bool removed;      /* no longer configured: free once closed */
+    bool flush_due;    /* stanzas written this loop pass: flush before
+                        * sleeping, a burst in few writes */
     bool stream_ended; /* the stream reported its end during a feed */
     struct upstream_link *next;
 };
@@ -74,6 +76,8 @@ struct upstream {
     void (*shutdown_done)(void *ud);
     void *shutdown_ud;
     struct loop_timer *shutdown_timer;
+    bool any_due; /* some link's flush_due is set */
+    bool hooked;  /* upstream_flush_due is a before-sleep hook */
 };
 
 static void link_connect(struct upstream_link *l);
@@ -591,7 +595,8 @@ int upstream_send(struct upstream *up, struct xml_node *st)
         int rc = stream_send(l->stream, st);
         if (rc == 0) {
             xml_unref(st);
-            (void)link_flush(l);
+            l->flush_due = true;
+            up->any_due = true;
             return 0;
         }
         if (rc != ERR_TOO_BIG || buf_size(stream_output(l->stream)) == 0) {
@@ -638,6 +643,27 @@ static int upstream_copy_settings(struct upstream *up,
     return 0;
 }
 
+static void upstream_flush_due(struct loop *loop, void *ud)
+{
+    struct upstream *up = ud;
+    struct upstream_link *next;
+    (void)loop;
+    if (!up->any_due) {
+        return;
+    }
+    up->any_due = false;
+    for (struct upstream_link *l = up->links; l != NULL; l = next) {
+        next = l->next;
+        if (!l->flush_due) {
+            continue;
+        }
+        l->flush_due = false;
+        if (l->fd >= 0 && l->stream != NULL) {
+            (void)link_flush(l);
+        }
+    }
+}
+
 struct upstream *upstream_new(struct loop *loop,
                               const struct upstream_settings *settings,
                               const struct upstream_callbacks *cb,
@@ -654,6 +680,12 @@ struct upstream *upstream_new(struct loop *loop,
         free(up);
         return NULL;
     }
+    if (loop_before_sleep(loop, upstream_flush_due, up) != 0) {
+        free(up->host);
+        free(up);
+        return NULL;
+    }
+    up->hooked = true;
     return up;
 }
 
@@ -868,6 +900,9 @@ void upstream_free(struct upstream *up)
 {
     if (up == NULL) {
         return;
+    }
+    if (up->hooked) {
+        loop_before_sleep_remove(up->loop, upstream_flush_due, up);
     }
     struct upstream_link *next;
     for (struct upstream_link *l = up->links; l != NULL; l = next) {

@@ -701,6 +701,12 @@ START_TEST(loop_hook_every_iteration)
     }
     ck_assert_int_eq(a, 3);
     ck_assert_int_eq(b, 3);
+    /* removing one leaves the other; removing an unknown one is harmless */
+    loop_before_sleep_remove(loop, count_hook, &a);
+    loop_before_sleep_remove(loop, count_hook, &a);
+    ck_assert_int_eq(loop_run_once(loop, 0), 0);
+    ck_assert_int_eq(a, 3);
+    ck_assert_int_eq(b, 4);
     loop_free(loop);
 }
 END_TEST
