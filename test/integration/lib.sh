@@ -34,7 +34,9 @@
 # test time (DNS SANs only: ejabberd 23.01 fails on id-on-xmppAddr), and
 # the component listener on $FG_IP:5347. PROSODY_COMPONENTS=0 and
 # EJ_COMPONENTS=0 leave the component set-up to the test (cli.sh feeds in
-# fedgate's own snippets). Readiness: Prosody when both ports listen
+# fedgate's own snippets; EJ_EXTRA is top-level YAML appended to
+# ejabberd.yml, as PROSODY_EXTRA is Lua appended to prosody.cfg.lua).
+# Readiness: Prosody when both ports listen
 # (about 60 ms); ejabberd at its "is started in the node" log line (its
 # open port is not a readiness signal). Both run under setsid so stopping
 # the process group stops everything they spawned; ejabberd runs as user
@@ -72,6 +74,8 @@
 # fedgate (run by hand).
 #
 # Environment: FEDGATE, PROBE (binaries; default from top_builddir),
+# FEDGATE_WRAPPER (words run in front of fedgate, which they must exec:
+# `make check-valgrind` sets valgrind, hard-load.sh prlimit),
 # KEEP_TMP=1, FG_TEST_TIMEOUT (watchdog, default 115 s), TMPDIR,
 # FG_C2S_PORT (default 15222, which sidesteps a stray system-wide
 # XMPP server on 0.0.0.0:5222, which fg_init reports as a hard error).
@@ -730,6 +734,8 @@ modules:
       "jabber:iq:privacy":
         access: gw_priv
 EOF
+    # EJ_EXTRA: top-level YAML appended as is (e.g. an include_config_file).
+    [ -z "${EJ_EXTRA:-}" ] || printf '%s\n' "$EJ_EXTRA" >>"$EJ_DIR/etc/ejabberd.yml"
     # ejabberdctl switches to the ejabberd user; it needs its tree.
     chown -R ejabberd: "$EJ_DIR"
     chmod 600 "$EJ_DIR/etc/$FG_DOMAIN.pem"
@@ -880,10 +886,12 @@ fedgate_start()
                 # shellcheck disable=SC2034 # only the open fd matters
                 exec {fd}</dev/null || exit 99
             done
-            exec "$FEDGATE" -c "$conf"
+            # shellcheck disable=SC2086 # FEDGATE_WRAPPER is words
+            exec ${FEDGATE_WRAPPER:-} "$FEDGATE" -c "$conf"
         ) >>"$log" 2>&1 </dev/null &
     else
-        "$FEDGATE" -c "$conf" >>"$log" 2>&1 </dev/null &
+        # shellcheck disable=SC2086 # FEDGATE_WRAPPER is words
+        ${FEDGATE_WRAPPER:-} "$FEDGATE" -c "$conf" >>"$log" 2>&1 </dev/null &
     fi
     pid=$!
     FG_PIDS+=("$pid")
@@ -921,6 +929,9 @@ fedgate_stop()
     rc=$?
     # fedgate handles SIGTERM (closes its streams, exits 0); 143 would
     # mean it died of the signal without a clean shutdown.
+    [ "$rc" = 99 ] && [ -n "${FEDGATE_WRAPPER:-}" ] &&
+        fail "fedgate $1 exited 99 under '$FEDGATE_WRAPPER': see its report" \
+            "in $1.log (below)"
     [ "$rc" = 0 ] || fail "fedgate $1 exited with status $rc on SIGTERM"
     printf -v "FEDGATE_PID_$1" '%s' ""
     note "fedgate $1 stopped (status $rc)"
