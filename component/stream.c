@@ -35,7 +35,10 @@ struct stream {
     struct stream_callbacks cb;
     void *ud;
     bool close_reported;
-    int fail; /* a failure found inside a parser callback */
+    bool header_without_id; /* the server's header had no id: only its
+                             * stream error may follow (Prosody refuses an
+                             * unknown domain that way) */
+    int fail;               /* a failure found inside a parser callback */
 };
 
 static void stream_on_header(void *ud, const struct xmlparse_header *hdr);
@@ -252,8 +255,10 @@ static void stream_on_header(void *ud, const struct xmlparse_header *hdr)
     }
     const char *id = header_attr(hdr, "id");
     if (id == NULL || id[0] == '\0') {
-        stream_fail(s, ERR_XML_BAD_HEADER, "bad-format",
-                    "stream header without id");
+        /* no handshake is possible; wait for the stream error that says
+         * why, and fail on anything else */
+        s->header_without_id = true;
+        s->state = STREAM_HANDSHAKE_SENT;
         return;
     }
     s->id = strdup(id);
@@ -315,6 +320,12 @@ static void stream_on_stanza(void *ud, struct xml_node *st)
         s->state = STREAM_CLOSED;
         xmlparse_stop(s->parser);
         xml_unref(st);
+        return;
+    }
+    if (s->header_without_id) {
+        xml_unref(st);
+        stream_fail(s, ERR_XML_BAD_HEADER, "bad-format",
+                    "stream header without id");
         return;
     }
     if (s->state == STREAM_HANDSHAKE_SENT) {

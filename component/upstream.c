@@ -324,7 +324,9 @@ static void link_on_closed(void *ud, const struct stream_close_info *info)
     const char *hint = "";
     if (info->condition != NULL &&
         strcmp(info->condition, "not-authorized") == 0) {
-        hint = " (check the component secret on both sides)";
+        hint = " (check the component secret on both sides, and that the "
+               "home server has this domain as a component: ejabberd refuses "
+               "an unknown one this way)";
     } else if (info->condition != NULL &&
                strcmp(info->condition, "conflict") == 0) {
         hint = " (another component is connected for this domain)";

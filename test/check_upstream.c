@@ -211,7 +211,32 @@ START_TEST(test_header_without_id)
     struct stream *s = new_stream(&e);
     feed(s, "<stream:stream xmlns:stream='http://etherx.jabber.org/streams' "
             "xmlns='jabber:component:accept'>");
+    ck_assert_int_eq(e.closed, 0); /* its stream error may follow */
+    ck_assert(!output_has(s, "<handshake>"));
+    feed(s, "<handshake/>");
+    ck_assert_int_eq(e.closed, 1);
     ck_assert_str_eq(e.condition, "bad-format");
+    ck_assert_int_eq(e.ready, 0);
+    stream_free(s);
+}
+END_TEST
+
+/* Prosody 0.12 refuses a domain it has no component for with an empty id
+ * and host-unknown: the reason is reported, not the missing id. */
+START_TEST(test_header_without_id_then_error)
+{
+    struct events e;
+    struct stream *s = new_stream(&e);
+    feed(s, "<stream:stream xmlns:stream='http://etherx.jabber.org/streams' "
+            "xmlns='jabber:component:accept' id=''>"
+            "<stream:error><host-unknown "
+            "xmlns='urn:ietf:params:xml:ns:xmpp-streams'/><text "
+            "xmlns='urn:ietf:params:xml:ns:xmpp-streams'>b.test does not "
+            "match any configured external components</text></stream:error>");
+    ck_assert_int_eq(e.closed, 1);
+    ck_assert(e.by_peer);
+    ck_assert_str_eq(e.condition, "host-unknown");
+    ck_assert_int_eq(e.ready, 0);
     stream_free(s);
 }
 END_TEST
@@ -776,6 +801,7 @@ static Suite *upstream_suite(void)
     tcase_add_test(tc, test_conflict_after_ready);
     tcase_add_test(tc, test_wrong_namespace_header);
     tcase_add_test(tc, test_header_without_id);
+    tcase_add_test(tc, test_header_without_id_then_error);
     tcase_add_test(tc, test_stanza_before_handshake);
     tcase_add_test(tc, test_restricted_xml_rejected);
     tcase_add_test(tc, test_oversized_stanza);

@@ -81,8 +81,8 @@ ROTATED='rotated "muc" \secret'
 SECRETS=("$FG_SECRET_B" "$FG_SECRET_MUC" "$ROTATED")
 svc_ready=$(count_log "$LOG" 'upstream fedgate\.a\.test [^ ]+: stream ready')
 # What Prosody sends for a domain it has no component for: a header with
-# id='' and <host-unknown/> (fedgate reports the empty id).
-REFUSED='(host-unknown|stream header without id)'
+# id='' and <host-unknown/>; fedgate reports the host-unknown.
+REFUSED='home server closed the stream: host-unknown'
 
 assert_refused()
 {
