@@ -122,8 +122,11 @@ struct s2s_route {
                                * stream */
     unsigned long bytes_in;   /* the bytes those stanzas came in */
     time_t ready_since;       /* when the outbound stream got ready */
-    bool peer_refused;        /* this attempt: a target refused us for good
-                               * (host-unknown, policy, not authorized) */
+    bool tried_transient;     /* this attempt: some target failed in a way
+                               * that may pass (connect, TLS, timeout, DNS
+                               * server); when none did (no address, the
+                               * peer refused us for good) retrying cannot
+                               * help */
     char last_error[256];
     char last_failure[256]; /* last_error of the last failed attempt: kept
                              * when the next attempt starts, for admins */
@@ -163,7 +166,8 @@ struct s2s_conn {
     uint64_t last_stanza_ms; /* a stanza in or out; keepalives don't count */
     unsigned long stanzas_in;
     unsigned long bytes_unbilled; /* read since the last stanza */
-    bool flush_due;               /* on s2s->due: written before sleep */
+    bool refused_final; /* the peer closed with a final stream error */
+    bool flush_due;     /* on s2s->due: written before sleep */
     struct s2s_conn *next_due;
     char auth_remote[256]; /* inbound: the last remote domain authenticated */
     char addr[INET6_ADDRSTRLEN]; /* inbound: the peer's IP address */
@@ -731,6 +735,7 @@ static void conn_destroy(struct s2s_conn *c, const char *why)
             if (r->last_error[0] == '\0') {
                 snprintf(r->last_error, sizeof(r->last_error), "%s", why);
             }
+            r->tried_transient |= !c->refused_final;
             if (s2s->shutting_down) {
                 route_fail(r, "remote-server-timeout", "%s",
                            "fedgate is shutting down");
@@ -1140,7 +1145,7 @@ static void cb_closed(void *ud, const struct s2s_close_info *info)
                      "stream error %s %s%s%s",
                      info->by_peer ? "from peer:" : "sent:", cond,
                      info->text != NULL ? " " : "", text);
-            c->route->peer_refused |=
+            c->refused_final |=
                 info->by_peer && s2s_refusal_is_final(info->condition);
         }
     }
@@ -1427,6 +1432,7 @@ route_connect(struct s2s_route *r, const struct dns_addr *a, bool direct_tls)
     if (fd < 0) {
         snprintf(r->last_error, sizeof(r->last_error), "socket: %s",
                  strerror(errno));
+        r->tried_transient = true;
         r->ai++;
         route_next_addr(r);
         return;
@@ -1476,6 +1482,8 @@ static void route_on_addrs(void *ud,
     if (err != 0 || n == 0) {
         snprintf(r->last_error, sizeof(r->last_error),
                  "DNS: no address for %s: %s", t->host, err_str(err));
+        /* a name without an address stays so; a failing resolver may not */
+        r->tried_transient |= err != ERR_NOT_FOUND;
         log_conn(LOG_LEVEL_INFO, r->remote, "%s", r->last_error);
         r->ti++;
         route_next_target(r);
@@ -1513,7 +1521,7 @@ static void route_retry_later(struct s2s_route *r)
         snprintf(r->last_error, sizeof(r->last_error), "%s",
                  "no target could be reached");
     }
-    if (r->queue.count == 0 || s2s->shutting_down || r->peer_refused) {
+    if (r->queue.count == 0 || s2s->shutting_down || !r->tried_transient) {
         route_fail(r, "remote-server-not-found", "%s", r->last_error);
         return;
     }
@@ -1562,6 +1570,7 @@ static void route_next_target(struct s2s_route *r)
     if (rc != 0) {
         snprintf(r->last_error, sizeof(r->last_error),
                  "DNS: cannot resolve %s: %s", t->host, err_str(rc));
+        r->tried_transient = true;
         r->ti++;
         route_next_target(r);
     }
@@ -1617,7 +1626,7 @@ static void route_start(struct s2s_route *r)
     r->attempt_ms = loop_now_ms(s2s->loop);
     route_clear_lookup(r);
     r->last_error[0] = '\0';
-    r->peer_refused = false;
+    r->tried_transient = false;
     const struct conf_peer *p = policy_peer(s2s->cfg, r->remote);
     r->state = ROUTE_RESOLVING;
     if (p != NULL && p->host != NULL && strcmp(p->domain, r->remote) == 0) {
