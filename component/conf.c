@@ -484,6 +484,28 @@ static const struct conf_key conf_keys[] = {
             "route reconnects with its next stanza. Values below 5 detect "
             "a dead peer within seconds at the cost of a ping round trip "
             "that often; the test suite uses them."},
+    {.scope = SCOPE_S2S,
+     .name = "max_unauthenticated",
+     .type = KT_UINT,
+     .off = ROOT(s2s_max_unauth),
+     .def_num = 256,
+     .min = 1,
+     .max = 100000,
+     .doc = "Inbound s2s connections that may be open at once without "
+            "having authenticated yet, from all addresses. A new one "
+            "beyond that closes the oldest (resource-constraint), so "
+            "half-open connections cannot take every file descriptor and "
+            "a real peer's handshake still gets through a flood. Keep it "
+            "well below the process's open-file limit."},
+    {.scope = SCOPE_S2S,
+     .name = "max_unauthenticated_per_address",
+     .type = KT_UINT,
+     .off = ROOT(s2s_max_unauth_per_addr),
+     .def_num = 32,
+     .min = 1,
+     .max = 100000,
+     .doc = "The same, from one IP address: a connection beyond it is "
+            "refused at once (policy-violation)."},
 
     {.scope = SCOPE_TLS,
      .name = "certificate",

@@ -97,15 +97,18 @@ struct conf {
     size_t ns2s_listen;
     char **s2s_direct_tls_listen; /* XEP-0368, default none */
     size_t ns2s_direct_tls_listen;
-    char *s2s_dialback_secret;      /* XEP-0185 secret, or NULL: generated
-                                     * at start (keys then change on restart) */
-    unsigned s2s_connect_timeout;   /* seconds, default 10 */
-    unsigned s2s_negotiate_timeout; /* seconds for TLS + auth, default 20 */
-    unsigned s2s_idle_timeout;      /* seconds without traffic, default 600 */
-    unsigned s2s_keepalive;         /* seconds between keepalives, and
-                                     * of peer silence before an XEP-0199
-                                     * ping and of waiting for its answer;
-                                     * default 60 */
+    char *s2s_dialback_secret;        /* XEP-0185 secret, or NULL: generated
+                                       * at start (keys then change on restart) */
+    unsigned s2s_connect_timeout;     /* seconds, default 10 */
+    unsigned s2s_negotiate_timeout;   /* seconds for TLS + auth, default 20 */
+    unsigned s2s_max_unauth;          /* inbound not yet authenticated, all
+                                       * addresses, default 256 */
+    unsigned s2s_max_unauth_per_addr; /* the same per address, default 32 */
+    unsigned s2s_idle_timeout;        /* seconds without traffic, default 600 */
+    unsigned s2s_keepalive;           /* seconds between keepalives, and
+                                       * of peer silence before an XEP-0199
+                                       * ping and of waiting for its answer;
+                                       * default 60 */
 
     /* TLS */
     char *tls_cert;    /* PEM chain, or NULL */

@@ -286,13 +286,10 @@ int jid_domain_canon(const char *jid, char *out, size_t outsz)
         return ERR_INVAL;
     }
     size_t n = strlen(out);
-    bool plain = n > 0 && out[n - 1] != '.';
-    for (size_t i = 0; plain && i < n; i++) {
-        char c = out[i];
-        plain = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' ||
-                c == '-';
-    }
-    if (plain) {
+    /* The fast path must refuse what jid_domain_normalize refuses: empty
+     * or over-long labels ("evil..test") and names ending in a number
+     * (then normalize decides: an IPv4 literal passes). */
+    if (jid_check_ldh_name(out, n)) {
         return 0;
     }
     char *norm = NULL;

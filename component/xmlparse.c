@@ -2,8 +2,10 @@
  * xmlparse.c: the XMPP stream parser on expat.
  *
  * Flow:
- *   feed: cut the input so the unfinished depth-1 element never exceeds
- *         max_stanza, hand each piece to expat, map its result.
+ *   feed: refuse a stream whose first bytes are UTF-16 (or a NUL); cut
+ *         the input so the unfinished depth-1 element never exceeds
+ *         max_stanza, hand each piece to expat, map its result (an
+ *         invalid token whose bytes are not UTF-8 is a bad encoding).
  *   depth 0 start: collect namespace declarations, report the header.
  *   depth >= 1 start: append an element to the stanza under construction.
  *   depth 1 end: report the stanza (ownership passes to the callback).
@@ -481,8 +483,85 @@ void xmlparse_set_limits(struct xmlparse *p,
     xp_set_limits(p, limits);
 }
 
-/* Maps a failed XML_Parse to our code and text. */
-static int xp_expat_error(struct xmlparse *p)
+/*
+ * Length of the well-formed UTF-8 sequence (RFC 3629) at s: 1 to 4, 0 when
+ * the bytes there are not UTF-8 (stray continuation byte, overlong form,
+ * surrogate, beyond U+10FFFF, a lead byte without its continuation), or -1
+ * when n is too short to tell.
+ */
+static int xp_utf8_len(const unsigned char *s, size_t n)
+{
+    if (n == 0) {
+        return -1;
+    }
+    unsigned char c = s[0];
+    unsigned char lo = 0x80;
+    unsigned char hi = 0xBF;
+    size_t len;
+    if (c < 0x80) {
+        return 1;
+    }
+    if (c >= 0xC2 && c <= 0xDF) {
+        len = 2;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+        len = 3;
+        lo = c == 0xE0 ? 0xA0 : 0x80; /* overlong */
+        hi = c == 0xED ? 0x9F : 0xBF; /* surrogates */
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        len = 4;
+        lo = c == 0xF0 ? 0x90 : 0x80; /* overlong */
+        hi = c == 0xF4 ? 0x8F : 0xBF; /* beyond U+10FFFF */
+    } else {
+        return 0;
+    }
+    for (size_t i = 1; i < len; i++) {
+        if (i >= n) {
+            return -1;
+        }
+        if (s[i] < (i == 1 ? lo : 0x80) || s[i] > (i == 1 ? hi : 0xBF)) {
+            return 0;
+        }
+    }
+    return (int)len;
+}
+
+/*
+ * expat reports bytes that are not UTF-8 as an invalid token, like any
+ * other bad character; RFC 6120 4.9.3.22 wants unsupported-encoding for
+ * the former. True when the bytes at the error position are not UTF-8.
+ * chunk/clen/chunk_at: the piece just given to XML_Parse and the stream
+ * index of its first byte; expat's own buffer (context bytes) serves
+ * when the error lies in an earlier piece.
+ */
+static bool xp_error_is_bad_utf8(const struct xmlparse *p,
+                                 const char *chunk,
+                                 size_t clen,
+                                 uint64_t chunk_at)
+{
+    XML_Index idx = XML_GetCurrentByteIndex(p->xp);
+    if (idx < 0) {
+        return false;
+    }
+    if ((uint64_t)idx >= chunk_at && (uint64_t)idx - chunk_at < clen) {
+        size_t off = (size_t)((uint64_t)idx - chunk_at);
+        return xp_utf8_len((const unsigned char *)chunk + off, clen - off) == 0;
+    }
+    int off = 0;
+    int size = 0;
+    const char *ctx = XML_GetInputContext(p->xp, &off, &size);
+    if (ctx == NULL || off < 0 || off >= size) {
+        return false;
+    }
+    return xp_utf8_len((const unsigned char *)ctx + off,
+                       (size_t)(size - off)) == 0;
+}
+
+/* Maps a failed XML_Parse of chunk (see xp_error_is_bad_utf8) to our code
+ * and text. */
+static int xp_expat_error(struct xmlparse *p,
+                          const char *chunk,
+                          size_t clen,
+                          uint64_t chunk_at)
 {
     if (p->err != 0) {
         return p->err;
@@ -508,15 +587,47 @@ static int xp_expat_error(struct xmlparse *p)
     case XML_ERROR_INCORRECT_ENCODING:
         code = ERR_XML_BAD_ENCODING;
         break;
+    case XML_ERROR_INVALID_TOKEN:
+        code = xp_error_is_bad_utf8(p, chunk, clen, chunk_at)
+                   ? ERR_XML_BAD_ENCODING
+                   : ERR_XML_MALFORMED;
+        break;
     default:
         code = ERR_XML_MALFORMED;
         break;
     }
     p->err = code;
     snprintf(p->errtext, sizeof(p->errtext), "%s (line %lu, column %lu)",
-             XML_ErrorString(e), (unsigned long)XML_GetCurrentLineNumber(p->xp),
+             code == ERR_XML_BAD_ENCODING && e == XML_ERROR_INVALID_TOKEN
+                 ? "invalid UTF-8"
+                 : XML_ErrorString(e),
+             (unsigned long)XML_GetCurrentLineNumber(p->xp),
              (unsigned long)XML_GetCurrentColumnNumber(p->xp));
     return code;
+}
+
+/*
+ * RFC 6120 11.6: streams are UTF-8. expat follows a UTF-16 byte order mark,
+ * or a UTF-16 '<' without one, even on a parser created for UTF-8, and
+ * would parse the whole stream as UTF-16. None of 00, FE or FF can be one
+ * of the first two bytes of a UTF-8 XML stream, so they are refused before
+ * expat sees them. 0, or ERR_XML_BAD_ENCODING (recorded).
+ */
+static int
+xp_check_stream_start(struct xmlparse *p, const char *data, size_t len)
+{
+    for (size_t i = 0; p->fed + i < 2 && i < len; i++) {
+        unsigned char c = (unsigned char)data[i];
+        if (c == 0x00 || c == 0xFE || c == 0xFF) {
+            p->err = ERR_XML_BAD_ENCODING;
+            snprintf(p->errtext, sizeof(p->errtext),
+                     "the stream is not UTF-8 (byte 0x%02x at offset %u: "
+                     "UTF-16 or UTF-32?)",
+                     c, (unsigned)(p->fed + i));
+            return p->err;
+        }
+    }
+    return 0;
 }
 
 int xmlparse_feed(struct xmlparse *p,
@@ -534,6 +645,9 @@ int xmlparse_feed(struct xmlparse *p,
     }
     if (p->suspended || p->in_feed) {
         return ERR_INVAL;
+    }
+    if (xp_check_stream_start(p, data, len) != 0) {
+        return p->err;
     }
     uint64_t base = p->fed;
     p->in_feed = true;
@@ -563,7 +677,7 @@ int xmlparse_feed(struct xmlparse *p,
             break;
         }
         if (st != XML_STATUS_OK || p->err != 0) {
-            rc = xp_expat_error(p);
+            rc = xp_expat_error(p, data + done, n, p->fed - n);
             done += n;
             break;
         }

@@ -72,6 +72,9 @@ void xmlparse_set_limits(struct xmlparse *p,
  * input until xmlparse_reset(). xmlparse_error_text() gives detail. An
  * entity reference other than the predefined ones is ERR_XML_RESTRICTED
  * (RFC 6120 11.1), as are DOCTYPE, entity declarations, comments and PIs.
+ * Bytes that are not UTF-8 (RFC 3629), a stream in UTF-16 (with or without
+ * a byte order mark) and a declared encoding other than UTF-8 are
+ * ERR_XML_BAD_ENCODING (RFC 6120 4.9.3.22, 11.6).
  *
  * If a callback called xmlparse_stop(), feeding stops right after the
  * element that was being reported; *consumed (may be NULL) tells how many of

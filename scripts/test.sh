@@ -5,12 +5,15 @@
 #   2. build with -Werror and run `make check` (unit + integration tests
 #      with real Prosody and ejabberd), and the format check
 #   3. build again with AddressSanitizer + UBSan and run `make check`
+#   3b. `make check-valgrind` in the first build (unit tests, fuzz corpora
+#      and fedgate itself in a few integration tests under valgrind)
 #   4. a short libFuzzer run of every fuzz target (clang)
 #   5. `make distcheck` (the tarball builds and its unit tests pass)
 #
 # Build trees go to _build/ and _build-san/ so the source stays clean.
-# Set FEDGATE_SKIP_SAN=1, FEDGATE_SKIP_FUZZ=1 or FEDGATE_SKIP_DISTCHECK=1 to
-# leave a step out; FEDGATE_FUZZ_SECONDS sets the time per fuzz target.
+# Set FEDGATE_SKIP_SAN=1, FEDGATE_SKIP_VALGRIND=1, FEDGATE_SKIP_FUZZ=1 or
+# FEDGATE_SKIP_DISTCHECK=1 to leave a step out; FEDGATE_FUZZ_SECONDS sets
+# the time per fuzz target.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
@@ -74,6 +77,15 @@ if [ "${FEDGATE_SKIP_SAN:-0}" != 1 ]; then
     LSAN_OPTIONS=suppressions=$top/test/fuzz/lsan.supp \
     UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
         run_suite _build-san --enable-sanitizers
+fi
+
+if [ "${FEDGATE_SKIP_VALGRIND:-0}" != 1 ]; then
+    # about 2 minutes on 2 cores
+    step "valgrind: unit tests, fuzz corpora, fedgate in three integration tests"
+    if ! make -C _build check-valgrind; then
+        [ -f _build/test-suite.log ] && cat _build/test-suite.log
+        exit 1
+    fi
 fi
 
 if [ "${FEDGATE_SKIP_FUZZ:-0}" != 1 ]; then

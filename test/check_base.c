@@ -828,6 +828,24 @@ START_TEST(jid_domain_canon_forms)
     ck_assert_int_eq(jid_domain_canon("u@", out, sizeof(out)), ERR_INVAL);
     ck_assert_int_eq(jid_domain_canon("u@a b.test", out, sizeof(out)),
                      ERR_INVAL);
+    /* the fast path refuses what normalisation refuses (found by
+     * test/integration/hard-input.sh: from='x@evil..test') */
+    static const char *const bad[] = {
+        "u@evil..test",
+        "u@.test",
+        "u@-a.test",
+        "u@a-.test",
+        "u@a.123",
+        "u@aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa."
+        "test",
+    };
+    char big[300];
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        ck_assert_msg(jid_domain_canon(bad[i], big, sizeof(big)) == ERR_INVAL,
+                      "%s accepted", bad[i]);
+    }
+    ck_assert_int_eq(jid_domain_canon("u@127.0.0.1/r", out, sizeof(out)), 0);
+    ck_assert_str_eq(out, "127.0.0.1");
 }
 END_TEST
 

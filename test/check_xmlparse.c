@@ -465,8 +465,129 @@ START_TEST(test_reject_invalid_utf8)
     struct rec r;
     rec_init(&r, 65536, 16);
     ck_assert_int_eq(feed_str(&r, hdr), 0);
+    /* RFC 6120 4.9.3.22: bytes that are not UTF-8 are
+     * unsupported-encoding, not merely bad XML */
     ck_assert_int_eq(feed_str(&r, "<message><body>\xc3\x28</body></message>"),
-                     ERR_XML_MALFORMED);
+                     ERR_XML_BAD_ENCODING);
+    ck_assert_int_eq(strncmp(xmlparse_error_text(r.p), "invalid UTF-8 (", 15),
+                     0);
+    rec_free(&r);
+}
+END_TEST
+
+/* After the header, in one feed or split before the bad byte. */
+static void expect_after_header(const char *text, int code)
+{
+    for (int split = 0; split < 2; split++) {
+        struct rec r;
+        rec_init(&r, 65536, 16);
+        ck_assert_int_eq(feed_str(&r, hdr), 0);
+        int rc;
+        if (split) {
+            /* cut just after the first byte above 0x7f: a lead byte
+             * waits in expat's buffer and the error shows in the next
+             * feed, at a position in the earlier one */
+            size_t n = strlen(text);
+            size_t cut = n - 1;
+            for (size_t i = 0; i < n; i++) {
+                if ((unsigned char)text[i] >= 0x80) {
+                    cut = i + 1;
+                    break;
+                }
+            }
+            rc = xmlparse_feed(r.p, text, cut, NULL);
+            if (rc == 0 && cut < n) {
+                rc = xmlparse_feed(r.p, text + cut, n - cut, NULL);
+            }
+        } else {
+            rc = feed_str(&r, text);
+        }
+        ck_assert_msg(rc == code, "got %d (%s), want %d for split=%d: %s", rc,
+                      xmlparse_error_text(r.p), code, split, text);
+        ck_assert_int_eq(r.stanzas, 0);
+        rec_free(&r);
+    }
+}
+
+START_TEST(test_reject_invalid_utf8_kinds)
+{
+    static const char *const bad[] = {
+        "<m>\x80</m>",             /* stray continuation byte */
+        "<m>\xc0\xaf</m>",         /* overlong '/' */
+        "<m>\xe0\x80\xaf</m>",     /* overlong, 3 bytes */
+        "<m>\xed\xa0\x80</m>",     /* UTF-16 surrogate */
+        "<m>\xf4\x90\x80\x80</m>", /* beyond U+10FFFF */
+        "<m>\xf8\x88\x80\x80</m>", /* 5-byte form */
+        "<m>\xe2\x82</m>",         /* lead byte cut short */
+        "<m>\xfe</m>",
+        "<m to='a\xff'/>", /* in an attribute value */
+        "<m\xc3/>",        /* in a name */
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        expect_after_header(bad[i], ERR_XML_BAD_ENCODING);
+    }
+}
+END_TEST
+
+START_TEST(test_valid_utf8_not_xml_is_malformed)
+{
+    /* UTF-8, but not XML characters: not-well-formed */
+    expect_after_header("<m>\x01</m>", ERR_XML_MALFORMED);
+    expect_after_header("<m>\xef\xbf\xbe</m>", ERR_XML_MALFORMED);
+    expect_after_header("<m><</m>", ERR_XML_MALFORMED);
+}
+END_TEST
+
+START_TEST(test_accept_multibyte_utf8)
+{
+    struct rec r;
+    rec_init(&r, 65536, 16);
+    ck_assert_int_eq(feed_str(&r, hdr), 0);
+    ck_assert_int_eq(
+        feed_str(
+            &r,
+            "<m a='\xc3\xa9'>\xe2\x82\xac\xf0\x9f\x98\x80\xf4\x8f\xbf\xbd</m>"),
+        0);
+    ck_assert_int_eq(r.stanzas, 1);
+    rec_free(&r);
+}
+END_TEST
+
+START_TEST(test_reject_utf16_stream)
+{
+    /* a whole header in UTF-16: expat would follow the BOM (or the
+     * 00 3C pattern) although the parser is for UTF-8 */
+    static const char le_bom[] = "\xff\xfe<\0s\0";
+    static const char be_bom[] = "\xfe\xff\0<\0s";
+    static const char le[] = "<\0s\0";
+    static const char be[] = "\0<\0s";
+    static const char *const v[] = {le_bom, be_bom, le, be};
+    for (size_t i = 0; i < 4; i++) {
+        for (size_t cut = 1; cut <= 2; cut++) {
+            struct rec r;
+            rec_init(&r, 65536, 16);
+            int rc = xmlparse_feed(r.p, v[i], cut, NULL);
+            if (rc == 0) {
+                rc = xmlparse_feed(r.p, v[i] + cut, 4 - cut, NULL);
+            }
+            ck_assert_msg(rc == ERR_XML_BAD_ENCODING, "variant %zu cut %zu: %d",
+                          i, cut, rc);
+            ck_assert_int_eq(r.headers, 0);
+            /* and again on the stream after a reset (TLS, SASL restart) */
+            ck_assert_int_eq(xmlparse_reset(r.p), 0);
+            ck_assert_int_eq(feed_str(&r, hdr), 0);
+            ck_assert_int_eq(xmlparse_reset(r.p), 0);
+            ck_assert_int_eq(xmlparse_feed(r.p, v[i], 4, NULL),
+                             ERR_XML_BAD_ENCODING);
+            rec_free(&r);
+        }
+    }
+    /* a UTF-8 byte order mark is fine */
+    struct rec r;
+    rec_init(&r, 65536, 16);
+    ck_assert_int_eq(feed_str(&r, "\xef\xbb\xbf"), 0);
+    ck_assert_int_eq(feed_str(&r, hdr), 0);
+    ck_assert_int_eq(r.headers, 1);
     rec_free(&r);
 }
 END_TEST
@@ -1034,6 +1155,10 @@ static Suite *xmlparse_suite(void)
     tcase_add_test(tc, test_reject_mismatched_tag);
     tcase_add_test(tc, test_reject_unclosed_at_stream_end);
     tcase_add_test(tc, test_reject_invalid_utf8);
+    tcase_add_test(tc, test_reject_invalid_utf8_kinds);
+    tcase_add_test(tc, test_valid_utf8_not_xml_is_malformed);
+    tcase_add_test(tc, test_accept_multibyte_utf8);
+    tcase_add_test(tc, test_reject_utf16_stream);
     tcase_add_test(tc, test_reject_second_header_without_reset);
     tcase_add_test(tc, test_reset_after_error);
     suite_add_tcase(s, tc);

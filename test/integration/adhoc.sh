@@ -72,7 +72,7 @@ has()
 note "phase: admin pings b.test, then lists commands and peers"
 adhoc admin "$ADMIN_PW" ping:b.test list run:urn:fedgate:cmd:list-peers
 has '^ping-error remote-server-(not-found|timeout)' "the ping to b.test was not bounced"
-has '^commands 12$' "the admin does not see twelve commands"
+has '^commands 15$' "the admin does not see fifteen commands"
 for c in list-peers peer-detail statistics set-log-level reload server-snippet \
     block-domain unblock-domain disconnect-route retry-route \
     rotate-dialback-secret audit-log; do
@@ -123,7 +123,7 @@ has '^field snippet text-multi .*Component "b\.test"' "no Prosody snippet for b.
 note "phase: reload from the client"
 adhoc admin "$ADMIN_PW" run:urn:fedgate:cmd:reload submit:confirm=1
 has '^field result text-single OK$' "reload did not say OK"
-wait_for_log "$log" 'reloaded .*: 1 peer' 10 || fail "no 'reloaded' line"
+wait_for_log "$log" 'configuration applied .*: 1 peer' 10 || fail "no 'configuration applied' line"
 printf 'colour = "blue";\n' >>"$conf"
 adhoc admin "$ADMIN_PW" run:urn:fedgate:cmd:reload submit:confirm=1
 has '^note error Reload failed' "a broken file was not reported"

@@ -30,8 +30,8 @@ mark=$(log_mark "$log")
 kill -HUP "$(fedgate_pid gw)"
 wait_for_log "$log" 'upstream conference\.b\.test .*domain removed' 10 "$mark" ||
     fail "no 'domain removed' line for conference.b.test after SIGHUP"
-wait_for_log "$log" 'reloaded .*: 1 peer' 10 "$mark" ||
-    fail "no 'reloaded' line after SIGHUP"
+wait_for_log "$log" 'configuration applied .*: 1 peer' 10 "$mark" ||
+    fail "no 'configuration applied' line after SIGHUP"
 # Prosody now has nobody attached for the service domain ...
 probe_until 10 expect-error "$COND_UNATTACHED" ping conference.b.test
 # ... while the other streams never went down.
