@@ -1322,10 +1322,14 @@ START_TEST(test_add_peer)
     /* accepted: every key reaches the daemon, services one per line */
     fk.put_rc = 0;
     static const char *const good[] = {
-        "domain=d.test",     "secret=s3",
-        "auth=certificate",  "trusted=1",
-        "tls_required=true", "services=conference.d.test\nupload.d.test",
-        "host=", "port="};
+        "domain=d.test",
+        "secret=s3",
+        "auth=certificate",
+        "trusted=1",
+        "tls_required=true",
+        "services=conference.d.test\nupload.d.test",
+        "host=",
+        "port="};
     const struct xml_node *c =
         command_of(cmd(ADMIN, NODE_ADD_PEER, sid, NULL, submitn(good, 8)));
     ck_assert_str_eq(xml_attr(c, "status"), "completed");
@@ -1362,8 +1366,7 @@ START_TEST(test_add_peer_waits_for_hook)
     /* nothing yet: the hook runs */
     ck_assert_int_eq(out.n, 0);
     ck_assert_ptr_nonnull(fk.done);
-    fk.done(fk.done_ud, 0,
-            "Peer added.\nHome-server hook \"add\" succeeded");
+    fk.done(fk.done_ud, 0, "Peer added.\nHome-server hook \"add\" succeeded");
     ck_assert_int_eq(out.n, 1);
     const struct xml_node *c = command_of(out.replies[0]);
     ck_assert_str_eq(xml_attr(out.replies[0], "id"), "c2");
