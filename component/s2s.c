@@ -1591,6 +1591,15 @@ route_on_targets(void *ud, int err, const struct dns_target *targets, size_t n)
 {
     struct s2s_route *r = ud;
     r->query = NULL;
+    if (err == ERR_SYS) {
+        /* the resolver failed (SERVFAIL, timeout, no descriptors): that
+         * may pass, unlike an answer that the domain has no service */
+        snprintf(r->last_error, sizeof(r->last_error),
+                 "DNS: cannot look up %s: %s", r->remote, err_str(err));
+        r->tried_transient = true;
+        route_retry_later(r);
+        return;
+    }
     if (err != 0 || n == 0) {
         route_fail(r, "remote-server-not-found",
                    "DNS: %s offers no s2s "
