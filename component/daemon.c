@@ -196,9 +196,14 @@ static void daemon_on_undeliverable(void *ud,
     bool from_service = from != NULL &&
                         jid_domain_of(from, domain, sizeof(domain)) == 0 &&
                         strcmp(domain, d->cfg->service_jid) == 0;
-    log_warn("<%s/> from %s to %s not delivered to the home server: %s (%s)",
-             st->name, from != NULL ? from : "?", to != NULL ? to : "?",
-             condition, text != NULL ? text : "");
+    unsigned long held = 0;
+    if (log_limit_allow(&d->bounce_log, loop_now_ms(d->loop), 20, &held)) {
+        log_warn("<%s/> from %s to %s not delivered to the home server: %s "
+                 "(%s)%s",
+                 st->name, from != NULL ? from : "?", to != NULL ? to : "?",
+                 condition, text != NULL ? text : "",
+                 held > 0 ? " [more such lines were held back]" : "");
+    }
     struct xml_node *r =
         from_service ? NULL : daemon_error_for(st, condition, text);
     d->bounces++;

@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "conf.h"
+#include "log.h"
 #include "xep.h"
 
 struct daemon_hook_job;
@@ -30,8 +31,9 @@ struct daemon {
     int pending_stops; /* subsystems still closing at shutdown */
     struct xep_admin_ops admin;
     uint64_t started_ms;
-    unsigned long bounces; /* undeliverable stanzas, both ways */
-    struct conf *pending;  /* a checked config the timer applies */
+    unsigned long bounces;       /* undeliverable stanzas, both ways */
+    struct log_limit bounce_log; /* lines about them */
+    struct conf *pending;        /* a checked config the timer applies */
     struct loop_timer *apply_timer;
     struct daemon_hook_job *jobs; /* peer hooks running */
     /* totals every DAEMON_SAMPLE_MS, for the rates in the statistics */

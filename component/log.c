@@ -161,3 +161,22 @@ log_escape(const char *data, size_t len, size_t max, char *out, size_t outsz)
     out[o] = '\0';
     return out;
 }
+
+bool log_limit_allow(struct log_limit *l,
+                     unsigned long long now_ms,
+                     unsigned max,
+                     unsigned long *suppressed)
+{
+    if (now_ms >= l->window_ms + 1000u || now_ms < l->window_ms) {
+        l->window_ms = now_ms;
+        l->used = 0;
+    }
+    if (l->used >= max) {
+        l->suppressed++;
+        return false;
+    }
+    l->used++;
+    *suppressed = l->suppressed;
+    l->suppressed = 0;
+    return true;
+}

@@ -49,6 +49,27 @@ void log_conn(enum log_level level, const char *who, const char *fmt, ...)
 char *
 log_escape(const char *data, size_t len, size_t max, char *out, size_t outsz);
 
+/*
+ * A budget of lines per second for a message a peer can make fedgate
+ * repeat (one per bounced stanza, say), so that a flood cannot flood the
+ * log. Owned by whoever logs; zeroed to start.
+ */
+struct log_limit {
+    unsigned long long window_ms; /* start of the current second */
+    unsigned used;                /* lines in it */
+    unsigned long suppressed;     /* lines held back since the last one */
+};
+
+/*
+ * Whether a line may go out at now_ms, at most max per second. When it
+ * may, *suppressed gets how many were held back before it (to say so in
+ * the line), and the count starts over.
+ */
+bool log_limit_allow(struct log_limit *l,
+                     unsigned long long now_ms,
+                     unsigned max,
+                     unsigned long *suppressed);
+
 #define LOG_AT(lvl, ...)                 \
     do {                                 \
         if (log_enabled(lvl)) {          \

@@ -953,7 +953,8 @@ static void cb_auth_failed(void *ud,
 static void route_send_verifies(struct s2s_route *r)
 {
     struct s2s_conn *o = r->out;
-    if (o == NULL || o->dead || o->tls_handshaking) {
+    /* no stream yet while connecting: the verifies go once it is up */
+    if (o == NULL || o->dead || o->tls_handshaking || o->stream == NULL) {
         return;
     }
     enum s2s_state st = s2s_stream_state(o->stream);

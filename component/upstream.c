@@ -56,11 +56,12 @@ struct upstream_link {
     unsigned failures;
     unsigned connects;
     char last_error[256];
-    size_t pad_owed;   /* whitespace owed after a split write (see flush) */
-    bool removed;      /* no longer configured: free once closed */
-    bool flush_due;    /* stanzas written this loop pass: flush before
-                        * sleeping, a burst in few writes */
-    bool stream_ended; /* the stream reported its end during a feed */
+    size_t pad_owed; /* whitespace owed after a split write (see flush) */
+    bool removed;    /* no longer configured: free once closed */
+    bool flush_due;  /* stanzas written this loop pass: flush before
+                      * sleeping, a burst in few writes */
+    struct log_limit full_log; /* "queue full" lines */
+    bool stream_ended;         /* the stream reported its end during a feed */
     struct upstream_link *next;
 };
 
@@ -617,12 +618,20 @@ int upstream_send(struct upstream *up, struct xml_node *st)
         rc = squeue_push(&l->queue, st, bytes, loop_now_ms(up->loop));
     }
     if (rc != 0) {
-        log_conn(LOG_LEVEL_WARN, l->who,
-                 "queue full (%zu stanzas, %zu bytes); bouncing a <%s/>",
-                 l->queue.count, l->queue.bytes, st->name);
-        up->cb.undeliverable(up->ud, st, "resource-constraint",
-                             "the home server link is down and its queue is "
-                             "full");
+        bool up_now = l->state == UPSTREAM_READY;
+        unsigned long held = 0;
+        if (log_limit_allow(&l->full_log, loop_now_ms(up->loop), 1, &held)) {
+            log_conn(LOG_LEVEL_WARN, l->who,
+                     "queue full (%zu stanzas, %zu bytes, link %s); bouncing "
+                     "a <%s/> (and %lu more since the last such line)",
+                     l->queue.count, l->queue.bytes,
+                     upstream_state_name(l->state), st->name, held);
+        }
+        up->cb.undeliverable(
+            up->ud, st, "resource-constraint",
+            up_now ? "the home server does not take stanzas as fast as they "
+                     "come: its link's queue is full"
+                   : "the home server link is down and its queue is full");
         return ERR_TOO_BIG;
     }
     if (l->expiry == NULL) {

@@ -234,6 +234,26 @@ START_TEST(err_every_code_has_text)
 }
 END_TEST
 
+/* ---- log_limit ----------------------------------------------------------- */
+
+START_TEST(log_limit_per_second)
+{
+    struct log_limit l = {0};
+    unsigned long held = 99;
+    ck_assert(log_limit_allow(&l, 5000, 2, &held));
+    ck_assert_uint_eq(held, 0);
+    ck_assert(log_limit_allow(&l, 5100, 2, &held));
+    for (int i = 0; i < 7; i++) {
+        ck_assert(!log_limit_allow(&l, 5500, 2, &held));
+    }
+    /* the next second: a line again, saying how many were held back */
+    ck_assert(log_limit_allow(&l, 6001, 2, &held));
+    ck_assert_uint_eq(held, 7);
+    ck_assert(log_limit_allow(&l, 6002, 2, &held));
+    ck_assert_uint_eq(held, 0);
+}
+END_TEST
+
 /* ---- log_escape ---------------------------------------------------------- */
 
 START_TEST(log_escape_controls)
@@ -906,6 +926,7 @@ static Suite *base_suite(void)
 
     tc = tcase_create("log");
     tcase_add_test(tc, log_escape_controls);
+    tcase_add_test(tc, log_limit_per_second);
     tcase_add_test(tc, log_escape_non_ascii);
     tcase_add_test(tc, log_escape_embedded_nul);
     tcase_add_test(tc, log_escape_cut_at_max);

@@ -22,6 +22,7 @@
 #include <check.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <openssl/ssl.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -802,6 +803,105 @@ START_TEST(test_ping_unanswered_closes_stream)
 }
 END_TEST
 
+/*
+ * Regression (found by bench/relay.sh): two dialback requests for the same
+ * pair in one read, while the route to the authoritative server is still
+ * connecting (its connection has no stream yet), crashed fedgate.
+ */
+START_TEST(test_dialback_requests_while_authoritative_connects)
+{
+    struct loop *loop = loop_new();
+    struct side a;
+    unsigned own = free_port();
+    /* the authoritative server: accepts TCP (the kernel does) and never
+     * speaks */
+    int auth_fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sin = {.sin_family = AF_INET};
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ck_assert_int_eq(bind(auth_fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+    ck_assert_int_eq(listen(auth_fd, 4), 0);
+    socklen_t len = sizeof(sin);
+    ck_assert_int_eq(getsockname(auth_fd, (struct sockaddr *)&sin, &len), 0);
+    char text[2048];
+    snprintf(text, sizeof(text),
+             "service_jid = \"fedgate.a.test\";\n"
+             "domains = [ \"a.test\" ];\n"
+             "upstream = { secret = \"x\"; };\n"
+             "peers = ( { domain = \"b.test\"; host = \"127.0.0.1\";"
+             " port = %u; auth = \"dialback\"; tls_required = false; } );\n"
+             "s2s = { listen = [ \"127.0.0.1:%u\" ]; };\n"
+             "tls = { certificate = \"%s/a.test.crt\"; key = \"%s/a.test.key\";"
+             " ca_file = \"%s/ca.crt\"; };\n"
+             "log = { level = \"error\"; };\n"
+             "state_db = \"%s/a.test.db\";\n",
+             (unsigned)ntohs(sin.sin_port), own, dir, dir, dir, dir);
+    side_start(&a, loop, load_conf("a.test", text));
+    /* b.test's side, by hand: STARTTLS, then both requests in one record
+     * (the engine runs in this thread: it is pumped between steps) */
+    int c = socket(AF_INET, SOCK_STREAM, 0);
+    sin.sin_port = htons((uint16_t)own);
+    ck_assert_int_eq(connect(c, (struct sockaddr *)&sin, sizeof(sin)), 0);
+    static const char header[] =
+        "<?xml version='1.0'?><stream:stream "
+        "xmlns:stream='http://etherx.jabber.org/streams' "
+        "xmlns='jabber:server' xmlns:db='jabber:server:dialback' "
+        "from='b.test' to='a.test' version='1.0'>";
+    static const char starttls[] =
+        "<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>";
+    ck_assert_int_eq(write(c, header, sizeof(header) - 1),
+                     (ssize_t)(sizeof(header) - 1));
+    ck_assert_int_eq(write(c, starttls, sizeof(starttls) - 1),
+                     (ssize_t)(sizeof(starttls) - 1));
+    char buf[4096] = "";
+    size_t got = 0;
+    uint64_t until = loop_now_ms(loop) + 3000;
+    while (strstr(buf, "<proceed") == NULL && loop_now_ms(loop) < until) {
+        ck_assert_int_eq(loop_run_once(loop, 10), 0);
+        ssize_t n = recv(c, buf + got, sizeof(buf) - 1 - got, MSG_DONTWAIT);
+        if (n > 0) {
+            got += (size_t)n;
+        }
+        buf[got] = '\0';
+    }
+    ck_assert_ptr_nonnull(strstr(buf, "<proceed"));
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    SSL *ssl = SSL_new(ctx);
+    SSL_set_fd(ssl, c);
+    ck_assert_int_eq(fcntl(c, F_SETFL, O_NONBLOCK), 0);
+    int hs;
+    until = loop_now_ms(loop) + 3000;
+    while ((hs = SSL_connect(ssl)) != 1 && loop_now_ms(loop) < until) {
+        ck_assert_int_eq(loop_run_once(loop, 10), 0);
+    }
+    ck_assert_int_eq(hs, 1);
+    static const char twice[] =
+        "<?xml version='1.0'?><stream:stream "
+        "xmlns:stream='http://etherx.jabber.org/streams' "
+        "xmlns='jabber:server' xmlns:db='jabber:server:dialback' "
+        "from='b.test' to='a.test' version='1.0'>"
+        "<db:result from='b.test' to='a.test'>0123456789abcdef</db:result>"
+        "<db:result from='b.test' to='a.test'>fedcba9876543210</db:result>";
+    ck_assert_int_eq(SSL_write(ssl, twice, (int)sizeof(twice) - 1),
+                     (int)sizeof(twice) - 1);
+    until = loop_now_ms(loop) + 500;
+    while (loop_now_ms(loop) < until) {
+        ck_assert_int_eq(loop_run_once(loop, 10), 0);
+        (void)SSL_read(ssl, buf, sizeof(buf));
+    }
+    /* still here, and the route to b.test is trying its authoritative
+     * server */
+    struct s2s_route_info info;
+    route_of(&a, &info);
+    ck_assert_str_eq(info.remote, "b.test");
+    SSL_free(ssl);
+    SSL_CTX_free(ctx);
+    close(c);
+    side_stop(&a);
+    close(auth_fd);
+    loop_free(loop);
+}
+END_TEST
+
 static Suite *s2s_suite(void)
 {
     Suite *s = suite_create("s2s");
@@ -820,6 +920,7 @@ static Suite *s2s_suite(void)
     tcase_add_test(tc, test_ping_result_taken);
     tcase_add_test(tc, test_ping_error_proves_liveness);
     tcase_add_test(tc, test_ping_unanswered_closes_stream);
+    tcase_add_test(tc, test_dialback_requests_while_authoritative_connects);
     suite_add_tcase(s, tc);
     return s;
 }
