@@ -8,10 +8,12 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
@@ -417,6 +419,43 @@ void bench_acct_free(struct bench_acct *a)
     a->seen = NULL;
     a->lat = a->lat_at = NULL;
     a->nlat = a->lat_cap = 0;
+}
+
+uint64_t *bench_progress_map(const char *path, bool create)
+{
+    int fd = open(path,
+                  create ? O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC
+                         : O_RDWR | O_CLOEXEC,
+                  0600);
+    if (fd < 0) {
+        return NULL;
+    }
+    void *p = MAP_FAILED;
+    if (!create || ftruncate(fd, sizeof(uint64_t)) == 0) {
+        p = mmap(NULL, sizeof(uint64_t), PROT_READ | PROT_WRITE, MAP_SHARED, fd,
+                 0);
+    }
+    close(fd); /* the mapping stays */
+    return p == MAP_FAILED ? NULL : p;
+}
+
+void bench_progress_publish(uint64_t *p, uint64_t count)
+{
+    if (p != NULL) {
+        __atomic_store_n(p, count, __ATOMIC_RELAXED);
+    }
+}
+
+uint64_t bench_progress_read(const uint64_t *p)
+{
+    return p != NULL ? __atomic_load_n(p, __ATOMIC_RELAXED) : 0;
+}
+
+void bench_progress_unmap(uint64_t *p)
+{
+    if (p != NULL) {
+        (void)munmap(p, sizeof(uint64_t));
+    }
 }
 
 void bench_buf_free(struct bench_buf *b)

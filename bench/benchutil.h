@@ -153,4 +153,17 @@ void bench_acct_report(struct bench_acct *a,
 
 void bench_acct_free(struct bench_acct *a);
 
+/*
+ * Flow control between the processes of a run: the receiver publishes how
+ * many messages it has counted in an 8-byte file mapped by both, and the
+ * sender stays at most a window of messages ahead of it, the way a
+ * sending server is held back by a peer that reads slowly (fedgate itself
+ * does not push back: see bench/relay.sh). Returns the mapped counter, or
+ * NULL (create: make the file; else it must exist).
+ */
+uint64_t *bench_progress_map(const char *path, bool create);
+void bench_progress_publish(uint64_t *p, uint64_t count);
+uint64_t bench_progress_read(const uint64_t *p);
+void bench_progress_unmap(uint64_t *p);
+
 #endif

@@ -25,8 +25,11 @@
  * sends one warm-up message (so that fedgate opens its s2s route; the
  * receiver counts it as foreign), and on SIGUSR1 the N messages from
  * --send-from users, in writes of --batch bytes, as fast as fedgate reads
- * them; it prints start_ns and cpu_ticks_start (fedgate's, --cpu-pid)
- * before the first and sent= and end_send_ns= after the last.
+ * them, or at most --window ahead of the count the receiver publishes in
+ * --window-file (bench_progress_map); it prints start_ns and
+ * cpu_ticks_start (fedgate's, --cpu-pid) before the first, sent= and
+ * end_send_ns= after the last, and errors_received= (bounces) at exit.
+ * --publish FILE: publish our own count (when we are the receiver).
  * Either way it goes on serving until SIGTERM, so that fedgate's links
  * stay up while the bench driver collects the figures.
  */
@@ -97,6 +100,9 @@ struct sink {
     uint64_t sent;
     bool warmed;
     bool send_done;
+    uint64_t window;      /* --window: most messages ahead of the receiver */
+    uint64_t *window_ctr; /* --window-file: the receiver's count */
+    uint64_t *publish;    /* --publish: our count, for the sender */
 };
 
 static volatile sig_atomic_t sink_stop;
@@ -239,21 +245,35 @@ static void link_watch(struct link *l, uint32_t events)
     }
 }
 
+/* How many more --send messages the window allows now. */
+static uint64_t sink_room(const struct sink *k)
+{
+    uint64_t left = k->send_n - k->sent;
+    if (k->window == 0) {
+        return left;
+    }
+    uint64_t done = bench_progress_read(k->window_ctr);
+    uint64_t ahead = k->sent > done ? k->sent - done : 0;
+    uint64_t room = ahead < k->window ? k->window - ahead : 0;
+    return room < left ? room : left;
+}
+
 /* Appends up to a batch of --send messages, stamped now. */
 static void link_fill(struct link *l)
 {
     struct sink *k = l->k;
     char msg[SINK_MSG_MAX];
     uint64_t now = bench_now_ns();
+    uint64_t room = sink_room(k);
     size_t start = bench_buf_pending(&l->out);
-    while (k->sent < k->send_n &&
-           bench_buf_pending(&l->out) - start < k->batch) {
+    while (room > 0 && bench_buf_pending(&l->out) - start < k->batch) {
         size_t n = bench_message(msg, sizeof(msg), k->send_from, l->domain, 0,
                                  k->sent, now);
         if (n == 0 || bench_buf_append(&l->out, msg, n) != 0) {
             break;
         }
         k->sent++;
+        room--;
     }
 }
 
@@ -327,6 +347,7 @@ static void link_read(struct link *l)
             link_free(l);
             return;
         }
+        bench_progress_publish(l->k->publish, l->k->acct.received);
         if (l->closing || (size_t)n < sizeof(data)) {
             break;
         }
@@ -369,7 +390,13 @@ static void sink_send_step(struct sink *k)
         }
         return;
     }
-    if (sink_go && !l->sending) {
+    if (l->sending) {
+        if (bench_buf_pending(&l->out) == 0 && k->sent < k->send_n) {
+            link_flush(l); /* the window may have opened */
+        }
+        return;
+    }
+    if (sink_go) {
         unsigned long long ticks = 0;
         if (k->cpu_pid > 0 && bench_proc_cpu_ticks(k->cpu_pid, &ticks) != 0) {
             fprintf(stderr, "comp-sink: cannot read /proc/%ld/stat\n",
@@ -427,8 +454,9 @@ static void usage(void)
             "[--stanzas N]\n"
             "  [--warmup N] [--idle-ms MS] [--timeout MS] [--cpu-pid PID] "
             "[--lat-dump FILE]\n"
-            "  [--send N [--send-link DOMAIN] [--send-from DOMAIN] "
-            "[--batch BYTES]]\n");
+            "  [--publish FILE] [--send N [--send-link DOMAIN] "
+            "[--send-from DOMAIN]\n"
+            "  [--batch BYTES] [--window N --window-file FILE]]\n");
 }
 
 static int parse_args(int argc,
@@ -475,6 +503,20 @@ static int parse_args(int argc,
             k->send_from = v;
             continue;
         }
+        if (strcmp(a, "--window-file") == 0 || strcmp(a, "--publish") == 0) {
+            bool pub = strcmp(a, "--publish") == 0;
+            uint64_t *p = bench_progress_map(v, pub);
+            if (p == NULL) {
+                fprintf(stderr, "comp-sink: cannot map %s\n", v);
+                return -1;
+            }
+            if (pub) {
+                k->publish = p;
+            } else {
+                k->window_ctr = p;
+            }
+            continue;
+        }
         if (bench_parse_u64(v, 0, UINT32_MAX * (uint64_t)16, &n) != 0) {
             fprintf(stderr, "comp-sink: bad value for %s: %s\n", a, v);
             return -1;
@@ -493,6 +535,8 @@ static int parse_args(int argc,
             k->cpu_pid = (pid_t)n;
         } else if (strcmp(a, "--send") == 0) {
             k->send_n = n;
+        } else if (strcmp(a, "--window") == 0) {
+            k->window = n;
         } else if (strcmp(a, "--batch") == 0 && n > 0 &&
                    n <= SINK_OUT_MAX / 2) {
             k->batch = (size_t)n;
@@ -501,7 +545,8 @@ static int parse_args(int argc,
             return -1;
         }
     }
-    if (argc % 2 != 1 || !have_addr || k->secret == NULL) {
+    if (argc % 2 != 1 || !have_addr || k->secret == NULL ||
+        (k->window > 0 && k->window_ctr == NULL)) {
         usage();
         return -1;
     }
@@ -553,7 +598,10 @@ int main(int argc, char **argv)
     uint64_t t0 = bench_now_ns();
     struct epoll_event evs[SINK_MAX_EVENTS];
     while (!sink_stop) {
-        int n = epoll_wait(k.ep, evs, SINK_MAX_EVENTS, 100);
+        /* a sender held by its window polls the receiver's count */
+        bool polling =
+            k.send_n > 0 && k.window > 0 && sink_go && k.sent < k.send_n;
+        int n = epoll_wait(k.ep, evs, SINK_MAX_EVENTS, polling ? 1 : 100);
         if (n < 0 && errno != EINTR) {
             fprintf(stderr, "comp-sink: epoll_wait: %s\n", strerror(errno));
             goto out;
@@ -585,11 +633,18 @@ int main(int argc, char **argv)
             k.reported = true;
         }
     }
+    if (k.send_n > 0) {
+        /* bounces fedgate sent back for our messages */
+        printf("errors_received=%" PRIu64 "\n", k.acct.errors);
+        fflush(stdout);
+    }
     rc = 0;
 out:
     for (size_t i = 0; i < SINK_MAX_LINKS; i++) {
         link_free(&k.links[i]);
     }
+    bench_progress_unmap(k.publish);
+    bench_progress_unmap(k.window_ctr);
     if (k.lfd >= 0) {
         close(k.lfd);
     }

@@ -16,7 +16,9 @@
  *
  * Modes:
  *   blast      every session sends --stanzas chat messages as fast as
- *              fedgate reads them, in writes of --batch bytes
+ *              fedgate reads them, in writes of --batch bytes, or at most
+ *              --window ahead of the count the sink publishes in
+ *              --window-file (benchutil.h)
  *   rate       --rate messages per second in total for --duration ms
  *   idle       open --sessions sessions, print "ready N", hold them
  *   handshake  keep --concurrency handshakes in flight for --duration ms,
@@ -88,6 +90,8 @@ struct gen_opts {
     const char *dump;
     uint64_t timeout_ms;
     size_t batch;
+    uint64_t window;         /* blast: most messages ahead of the sink */
+    const char *window_file; /* the sink's published count */
 };
 
 enum sess_state {
@@ -175,6 +179,7 @@ struct gen {
     FILE *dump;
     size_t dumped;
     unsigned next_src;
+    uint64_t *window_ctr; /* the sink's count (--window-file) */
 };
 
 static volatile sig_atomic_t gen_stop;
@@ -258,6 +263,17 @@ static void gen_watch(struct sess *s, uint32_t events)
 /* ---- output ---------------------------------------------------------------
  */
 
+/* How many more messages the window allows (all sessions together). */
+static uint64_t gen_room(const struct gen *g)
+{
+    if (g->o.window == 0) {
+        return UINT64_MAX;
+    }
+    uint64_t done = bench_progress_read(g->window_ctr);
+    uint64_t ahead = g->sent > done ? g->sent - done : 0;
+    return ahead < g->o.window ? g->o.window - ahead : 0;
+}
+
 static bool gen_blasting(const struct sess *s)
 {
     const struct gen *g = s->g;
@@ -302,8 +318,10 @@ static void sess_flush(struct sess *s)
     s->want_out = false;
     for (;;) {
         if (bench_buf_pending(&s->out) == 0) {
+            uint64_t room = gen_room(s->g);
+            uint64_t left = s->g->o.stanzas - s->seq;
             if (!gen_blasting(s) ||
-                sess_fill(s, s->g->o.stanzas - s->seq, s->g->o.batch) == 0) {
+                sess_fill(s, room < left ? room : left, s->g->o.batch) == 0) {
                 break;
             }
         }
@@ -338,7 +356,9 @@ static void sess_flush(struct sess *s)
         bench_buf_consume(&s->out, (size_t)n);
     }
     uint32_t ev = EPOLLIN;
-    if (s->want_out || bench_buf_pending(&s->out) > 0 || gen_blasting(s)) {
+    /* A closed window is polled from the main loop, not by EPOLLOUT. */
+    if (s->want_out || bench_buf_pending(&s->out) > 0 ||
+        (gen_blasting(s) && gen_room(s->g) > 0)) {
         ev |= EPOLLOUT;
     }
     gen_watch(s, ev);
@@ -1051,7 +1071,8 @@ static void usage(void)
             "  [--from DOMAIN] [--to DOMAIN] [--direct-tls]\n"
             "  [--src-base IP --src-count N] [--sessions N] [--stanzas N]\n"
             "  [--rate N] [--duration MS] [--concurrency N] [--batch BYTES]\n"
-            "  [--cpu-pid PID] [--dump FILE] [--timeout MS]\n");
+            "  [--cpu-pid PID] [--dump FILE] [--timeout MS]\n"
+            "  [--window N --window-file FILE]\n");
 }
 
 static int parse_args(int argc, char **argv, struct gen_opts *o)
@@ -1100,6 +1121,8 @@ static int parse_args(int argc, char **argv, struct gen_opts *o)
             o->to = val;
         } else if (strcmp(a, "--dump") == 0) {
             o->dump = val;
+        } else if (strcmp(a, "--window-file") == 0) {
+            o->window_file = val;
         } else if (strcmp(a, "--auth") == 0) {
             if (strcmp(val, "sasl") == 0) {
                 o->auth = AUTH_SASL;
@@ -1148,6 +1171,8 @@ static int parse_args(int argc, char **argv, struct gen_opts *o)
                 dst64 = &o->duration_ms;
             } else if (strcmp(a, "--timeout") == 0) {
                 dst64 = &o->timeout_ms;
+            } else if (strcmp(a, "--window") == 0) {
+                dst64 = &o->window;
             } else if (strcmp(a, "--cpu-pid") == 0) {
                 max = INT32_MAX;
             } else if (strcmp(a, "--batch") == 0) {
@@ -1156,8 +1181,9 @@ static int parse_args(int argc, char **argv, struct gen_opts *o)
                 fprintf(stderr, "s2s-load: unknown option %s\n", a);
                 return -1;
             }
-            if (bench_parse_u64(val, dst == &o->src_count ? 0 : 1, max, &v) !=
-                0) {
+            /* 0 means "none" for these two; a count elsewhere */
+            uint64_t min = dst == &o->src_count || dst64 == &o->window ? 0 : 1;
+            if (bench_parse_u64(val, min, max, &v) != 0) {
                 fprintf(stderr, "s2s-load: bad value for %s: %s\n", a, val);
                 return -1;
             }
@@ -1185,6 +1211,10 @@ static int parse_args(int argc, char **argv, struct gen_opts *o)
     }
     if (o->auth == AUTH_DIALBACK && o->secret == NULL) {
         fprintf(stderr, "s2s-load: --auth dialback needs --secret\n");
+        return -1;
+    }
+    if (o->window > 0 && o->window_file == NULL) {
+        fprintf(stderr, "s2s-load: --window needs --window-file\n");
         return -1;
     }
     if (o->src_count > 0 && o->src_base.s_addr == 0) {
@@ -1261,6 +1291,13 @@ int main(int argc, char **argv)
         fprintf(stderr, "s2s-load: epoll_ctl: %s\n", strerror(errno));
         goto out;
     }
+    if (g.o.window_file != NULL) {
+        g.window_ctr = bench_progress_map(g.o.window_file, false);
+        if (g.window_ctr == NULL) {
+            fprintf(stderr, "s2s-load: cannot map %s\n", g.o.window_file);
+            goto out;
+        }
+    }
     if (g.o.dump != NULL) {
         g.dump = fopen(g.o.dump, "w");
         if (g.dump == NULL) {
@@ -1307,7 +1344,9 @@ int main(int argc, char **argv)
         if (g.o.mode != MODE_HANDSHAKE && g.failures > 0 && !holding) {
             goto out;
         }
-        int n = epoll_wait(g.ep, evs, GEN_MAX_EVENTS, 100);
+        /* a blast held by its window polls the sink's count */
+        bool polling = g.o.window > 0 && g.running && !g.finished;
+        int n = epoll_wait(g.ep, evs, GEN_MAX_EVENTS, polling ? 1 : 100);
         if (n < 0) {
             if (errno == EINTR) {
                 continue;
@@ -1322,6 +1361,13 @@ int main(int argc, char **argv)
             }
             struct sess *s = &g.sess[evs[i].data.u64];
             sess_io(s, evs[i].events);
+        }
+        if (polling) {
+            for (unsigned i = 0; i < g.nsess; i++) {
+                if (bench_buf_pending(&g.sess[i].out) == 0) {
+                    sess_flush(&g.sess[i]);
+                }
+            }
         }
         if (g.o.mode == MODE_BLAST && g.running && !g.finished) {
             bool all = true;
@@ -1356,6 +1402,7 @@ out:
         rc = 1;
     }
     SSL_CTX_free(g.ctx);
+    bench_progress_unmap(g.window_ctr);
     if (g.ep >= 0) {
         close(g.ep);
     }

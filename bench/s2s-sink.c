@@ -21,6 +21,7 @@
  * When --stanzas messages have arrived (or --idle-ms after the last one)
  * it prints the report (key=value lines ending "done=1") with fedgate's
  * CPU ticks (--cpu-pid) sampled at that moment, then serves until SIGTERM.
+ * --publish FILE: its running count, for the sender's window.
  */
 #include "config.h"
 
@@ -90,6 +91,7 @@ struct s2s_sink {
     int ep;
     struct pconn conns[SS_MAX_CONNS];
     struct bench_acct acct;
+    uint64_t *publish; /* --publish: our count, for the sender's window */
     uint64_t now;
     bool reported;
 };
@@ -429,6 +431,7 @@ static void pc_read(struct pconn *c)
             pc_free(c);
             return;
         }
+        bench_progress_publish(c->k->publish, c->k->acct.received);
         if (c->closing || (size_t)n < sizeof(data)) {
             if (c->ssl == NULL || SSL_pending(c->ssl) == 0) {
                 break;
@@ -514,7 +517,8 @@ static void usage(void)
                     "--ca FILE\n"
                     "  [--domain b.test] [--peer a.test] [--stanzas N] "
                     "[--warmup N]\n"
-                    "  [--idle-ms MS] [--cpu-pid PID] [--lat-dump FILE]\n");
+                    "  [--idle-ms MS] [--cpu-pid PID] [--lat-dump FILE] "
+                    "[--publish FILE]\n");
 }
 
 int main(int argc, char **argv)
@@ -548,6 +552,12 @@ int main(int argc, char **argv)
             k.peer = val;
         } else if (strcmp(a, "--lat-dump") == 0) {
             k.lat_dump = val;
+        } else if (strcmp(a, "--publish") == 0) {
+            k.publish = bench_progress_map(val, true);
+            if (k.publish == NULL) {
+                fprintf(stderr, "s2s-sink: cannot map %s\n", val);
+                return 2;
+            }
         } else if (bench_parse_u64(val, 0, UINT32_MAX * (uint64_t)16, &v) !=
                    0) {
             fprintf(stderr, "s2s-sink: bad value for %s: %s\n", a, val);
@@ -639,6 +649,7 @@ out:
         close(k.ep);
     }
     bench_acct_free(&k.acct);
+    bench_progress_unmap(k.publish);
     SSL_CTX_free(k.ctx);
     return rc;
 }
