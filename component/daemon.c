@@ -213,6 +213,17 @@ static void daemon_on_undeliverable(void *ud,
     }
 }
 
+/* The home server takes stanzas slower than the peers send them: stop
+ * reading from the peers until it caught up (nothing bounced for want of
+ * room). */
+static void daemon_on_congestion(void *ud, bool congested)
+{
+    struct daemon *d = ud;
+    if (d->s2s != NULL) {
+        s2s_pause_inbound(d->s2s, congested);
+    }
+}
+
 static int daemon_apply(struct daemon *d, const struct conf *cfg)
 {
     struct upstream_settings s;
@@ -1082,6 +1093,7 @@ int daemon_run(struct conf *cfg)
     struct upstream_callbacks ucb = {
         .stanza = daemon_on_stanza,
         .undeliverable = daemon_on_undeliverable,
+        .congestion = daemon_on_congestion,
     };
     d.up = upstream_new(d.loop, &s, &ucb, &d);
     if (d.up == NULL) {

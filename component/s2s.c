@@ -209,7 +209,9 @@ struct s2s {
      * pass: flushed together before the loop sleeps, so that a burst
      * goes out in few TLS records and writes */
     struct s2s_conn *due;
-    bool hooked; /* s2s_flush_due is a before-sleep hook */
+    bool hooked;                     /* s2s_flush_due is a before-sleep hook */
+    bool inbound_paused;             /* s2s_pause_inbound */
+    struct loop_timer *resume_timer; /* reads what TLS holds after a pause */
 };
 
 static void conn_destroy(struct s2s_conn *c, const char *why);
@@ -460,12 +462,33 @@ static ssize_t conn_write(struct s2s_conn *c, const char *data, size_t len)
     return n;
 }
 
+/* Whether c's input waits (backpressure, s2s_pause_inbound): stanzas
+ * from authenticated peers only, so negotiations go on. */
+static bool conn_reading_paused(const struct s2s_conn *c)
+{
+    return c->s2s->inbound_paused && !c->outbound && c->authenticated &&
+           !c->tls_handshaking;
+}
+
+/* Whether c is a ready route's stream with an empty output and stanzas
+ * waiting in the route's queue. */
+static bool conn_queue_waits(const struct s2s_conn *c)
+{
+    const struct s2s_route *r = c->route;
+    return !c->dead && c->outbound && r != NULL && r->out == c &&
+           r->state == ROUTE_READY && r->queue.count > 0 && c->stream != NULL &&
+           buf_size(s2s_stream_output(c->stream)) == 0;
+}
+
+static void conn_flush_later(struct s2s_conn *c);
+
 static void conn_update_events(struct s2s_conn *c)
 {
     if (c->dead) {
         return;
     }
-    unsigned events = LOOP_READ | c->want_events;
+    unsigned events =
+        (conn_reading_paused(c) ? 0u : (unsigned)LOOP_READ) | c->want_events;
     if (c->stream != NULL && buf_size(s2s_stream_output(c->stream)) > 0 &&
         c->tls == NULL) {
         events |= LOOP_WRITE;
@@ -499,6 +522,11 @@ static bool conn_flush(struct s2s_conn *c)
         c->last_out_ms = loop_now_ms(c->s2s->loop);
     }
     conn_update_events(c);
+    if (conn_queue_waits(c)) {
+        /* the output drained: the route's queue goes next, from the
+         * before-sleep hook (no write event would come for it) */
+        conn_flush_later(c);
+    }
     return !c->dead;
 }
 
@@ -696,7 +724,11 @@ static void s2s_flush_due(struct loop *loop, void *ud)
         s2s->due = c->next_due;
         c->flush_due = false;
         c->next_due = NULL;
-        (void)conn_flush(c);
+        if (conn_queue_waits(c)) {
+            route_flush_queue(c->route); /* flushes c too */
+        } else {
+            (void)conn_flush(c);
+        }
     }
 }
 
@@ -1350,6 +1382,9 @@ static void conn_read_all(struct s2s_conn *c)
         if (c->route != NULL) {
             route_send_verifies(c->route);
         }
+        if (conn_reading_paused(c)) {
+            break; /* the rest waits in the socket or in TLS */
+        }
     }
     (void)conn_flush(c);
 }
@@ -1395,8 +1430,9 @@ static void conn_on_io(struct loop *loop, int fd, unsigned events, void *ud)
         conn_tls_step(c);
         return;
     }
-    if ((events & (LOOP_READ | LOOP_ERROR)) != 0 ||
-        (c->want_events & LOOP_READ) != 0) {
+    bool may_read = !conn_reading_paused(c) || (events & LOOP_ERROR) != 0;
+    if (may_read && ((events & (LOOP_READ | LOOP_ERROR)) != 0 ||
+                     (c->want_events & LOOP_READ) != 0)) {
         conn_read_all(c);
         if (c->dead) {
             return;
@@ -2335,6 +2371,40 @@ void s2s_peer_reset(struct s2s *s2s, const char *domain)
     }
 }
 
+/* After a pause: what TLS already decrypted-ahead is invisible to epoll,
+ * so it is read here; the rest comes as the sockets signal it. */
+static void s2s_on_resume(struct loop *loop, void *ud)
+{
+    struct s2s *s2s = ud;
+    struct s2s_conn *next;
+    (void)loop;
+    s2s->resume_timer = NULL;
+    for (struct s2s_conn *c = s2s->conns; c != NULL && !s2s->inbound_paused;
+         c = next) {
+        next = c->next;
+        if (!c->dead && !c->outbound && c->tls != NULL && tls_pending(c->tls)) {
+            conn_read_all(c);
+        }
+    }
+}
+
+void s2s_pause_inbound(struct s2s *s2s, bool pause)
+{
+    if (s2s->inbound_paused == pause) {
+        return;
+    }
+    s2s->inbound_paused = pause;
+    for (struct s2s_conn *c = s2s->conns; c != NULL; c = c->next) {
+        if (!c->dead && !c->outbound && c->authenticated) {
+            conn_update_events(c);
+        }
+    }
+    if (!pause && s2s->resume_timer == NULL) {
+        /* not from here: the caller may be inside a connection's read */
+        s2s->resume_timer = loop_timer_add(s2s->loop, 0, s2s_on_resume, s2s);
+    }
+}
+
 int s2s_route_disconnect(struct s2s *s2s, const char *local, const char *remote)
 {
     struct s2s_route *r = route_find(s2s, local, remote);
@@ -2443,6 +2513,8 @@ void s2s_free(struct s2s *s2s)
     if (s2s->hooked) {
         loop_before_sleep_remove(s2s->loop, s2s_flush_due, s2s);
     }
+    loop_timer_cancel(s2s->loop, s2s->resume_timer);
+    s2s->resume_timer = NULL;
     s2s->due = NULL;
     for (size_t i = 0; i < s2s->nlisteners; i++) {
         loop_timer_cancel(s2s->loop, s2s->listeners[i].resume);

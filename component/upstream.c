@@ -61,6 +61,7 @@ struct upstream_link {
     bool flush_due;  /* stanzas written this loop pass: flush before
                       * sleeping, a burst in few writes */
     struct log_limit full_log; /* "queue full" lines */
+    bool congested;            /* counted in up->ncongested */
     bool stream_ended;         /* the stream reported its end during a feed */
     struct upstream_link *next;
 };
@@ -77,8 +78,9 @@ struct upstream {
     void (*shutdown_done)(void *ud);
     void *shutdown_ud;
     struct loop_timer *shutdown_timer;
-    bool any_due; /* some link's flush_due is set */
-    bool hooked;  /* upstream_flush_due is a before-sleep hook */
+    bool any_due;      /* some link's flush_due is set */
+    size_t ncongested; /* links congested (see upstream_callbacks) */
+    bool hooked;       /* upstream_flush_due is a before-sleep hook */
 };
 
 static void link_connect(struct upstream_link *l);
@@ -116,6 +118,34 @@ link_set_timer(struct upstream_link *l, uint64_t ms, loop_timer_fn *fn)
 }
 
 /* Hands every queued stanza back to the owner. */
+/* Backpressure: a ready link is congested from 3/4 of its queue bound
+ * until it is down to 1/4 (the gap keeps it from flapping), or goes down
+ * (a home server that is away is waited for by the queue and its
+ * timeout, not by stopping every peer). */
+static void link_check_congestion(struct upstream_link *l)
+{
+    struct upstream *up = l->up;
+    const struct squeue *q = &l->queue;
+    bool ready = l->state == UPSTREAM_READY && l->fd >= 0 && !l->removed;
+    bool high =
+        q->count * 4 >= q->max_count * 3 || q->bytes * 4 >= q->max_bytes * 3;
+    bool low = q->count * 4 <= q->max_count && q->bytes * 4 <= q->max_bytes;
+    if (!l->congested && ready && high) {
+        l->congested = true;
+        if (up->ncongested++ == 0 && up->cb.congestion != NULL) {
+            log_conn(LOG_LEVEL_INFO, l->who,
+                     "congested (%zu stanzas queued): peers wait", q->count);
+            up->cb.congestion(up->ud, true);
+        }
+    } else if (l->congested && (!ready || low)) {
+        l->congested = false;
+        if (--up->ncongested == 0 && up->cb.congestion != NULL) {
+            log_conn(LOG_LEVEL_INFO, l->who, "no longer congested");
+            up->cb.congestion(up->ud, false);
+        }
+    }
+}
+
 static void link_give_back_queue(struct upstream_link *l, const char *text)
 {
     struct xml_node *st;
@@ -125,6 +155,7 @@ static void link_give_back_queue(struct upstream_link *l, const char *text)
     }
     loop_timer_cancel(l->up->loop, l->expiry);
     l->expiry = NULL;
+    link_check_congestion(l);
 }
 
 /* Closes the socket and the stream; the link keeps its queue. */
@@ -135,6 +166,7 @@ static void link_close_socket(struct upstream_link *l)
         close(l->fd);
         l->fd = -1;
     }
+    link_check_congestion(l); /* a link without a socket is not ready */
     if (l->stream != NULL) {
         if (loop_defer(l->up->loop, (loop_free_fn *)stream_free, l->stream) !=
             0) {
@@ -259,6 +291,11 @@ static bool link_flush(struct upstream_link *l)
     unsigned events = LOOP_READ;
     if (buf_size(out) > 0) {
         events |= LOOP_WRITE;
+    } else if (l->queue.count > 0 && l->state == UPSTREAM_READY) {
+        /* the output drained: what waits in the queue goes next, from
+         * the before-sleep hook (no write event would come for it) */
+        l->flush_due = true;
+        l->up->any_due = true;
     }
     if (loop_modify(l->up->loop, l->fd, events) != 0) {
         link_fail(l, "cannot watch the socket: %s", strerror(errno));
@@ -543,6 +580,7 @@ static void link_on_expiry(struct loop *loop, void *ud)
                  l->up->settings.queue_timeout_ms);
     }
     link_arm_expiry(l);
+    link_check_congestion(l);
 }
 
 /* Sends queued stanzas while the output has room. */
@@ -568,6 +606,7 @@ static void link_flush_queue(struct upstream_link *l)
     if (sent && link_flush(l)) {
         link_arm_expiry(l);
     }
+    link_check_congestion(l);
 }
 
 static struct upstream_link *upstream_find(const struct upstream *up,
@@ -637,6 +676,7 @@ int upstream_send(struct upstream *up, struct xml_node *st)
     if (l->expiry == NULL) {
         link_arm_expiry(l);
     }
+    link_check_congestion(l);
     return 0;
 }
 
@@ -659,18 +699,25 @@ static void upstream_flush_due(struct loop *loop, void *ud)
     struct upstream *up = ud;
     struct upstream_link *next;
     (void)loop;
-    if (!up->any_due) {
-        return;
-    }
-    up->any_due = false;
-    for (struct upstream_link *l = up->links; l != NULL; l = next) {
-        next = l->next;
-        if (!l->flush_due) {
-            continue;
-        }
-        l->flush_due = false;
-        if (l->fd >= 0 && l->stream != NULL) {
-            (void)link_flush(l);
+    /* again while flushing a queue drained an output completely: the
+     * socket took it all and may take more */
+    while (up->any_due) {
+        up->any_due = false;
+        for (struct upstream_link *l = up->links; l != NULL; l = next) {
+            next = l->next;
+            if (!l->flush_due) {
+                continue;
+            }
+            l->flush_due = false;
+            if (l->fd < 0 || l->stream == NULL) {
+                continue;
+            }
+            if (l->state == UPSTREAM_READY && l->queue.count > 0 &&
+                buf_size(stream_output(l->stream)) == 0) {
+                link_flush_queue(l); /* flushes too */
+            } else {
+                (void)link_flush(l);
+            }
         }
     }
 }

@@ -14,6 +14,7 @@
 #ifndef FEDGATE_UPSTREAM_H
 #define FEDGATE_UPSTREAM_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -49,6 +50,14 @@ struct upstream_callbacks {
                           struct xml_node *st,
                           const char *condition,
                           const char *text);
+    /*
+     * Backpressure (may be NULL): congested true when a ready link's queue
+     * reaches 3/4 of its bound (the home server takes stanzas slower than
+     * they come), false once every such link is down to 1/4 or went down.
+     * The owner stops reading what feeds the links meanwhile, so that
+     * nothing has to be bounced for want of room.
+     */
+    void (*congestion)(void *ud, bool congested);
 };
 
 enum upstream_link_state {

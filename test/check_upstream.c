@@ -557,7 +557,7 @@ START_TEST(test_link_connects_and_flushes_queue)
     struct owner o = {0};
     server_start(&sv, loop, SERVER_ACCEPT, "pw");
     struct upstream_settings s = settings_for(sv.port);
-    struct upstream_callbacks cb = {own_stanza, own_undeliverable};
+    struct upstream_callbacks cb = {own_stanza, own_undeliverable, NULL};
     struct upstream *up = upstream_new(loop, &s, &cb, &o);
     struct upstream_domain d = {"b.test", "pw"};
     ck_assert_int_eq(upstream_configure(up, &s, &d, 1), 0);
@@ -591,7 +591,7 @@ START_TEST(test_link_reconnects_after_drop)
     struct owner o = {0};
     server_start(&sv, loop, SERVER_ACCEPT, "pw");
     struct upstream_settings s = settings_for(sv.port);
-    struct upstream_callbacks cb = {own_stanza, own_undeliverable};
+    struct upstream_callbacks cb = {own_stanza, own_undeliverable, NULL};
     struct upstream *up = upstream_new(loop, &s, &cb, &o);
     struct upstream_domain d = {"b.test", "pw"};
     ck_assert_int_eq(upstream_configure(up, &s, &d, 1), 0);
@@ -618,7 +618,7 @@ START_TEST(test_wrong_secret_backs_off)
     struct upstream_settings s = settings_for(sv.port);
     s.backoff_initial_ms = 50;
     s.backoff_max_ms = 400;
-    struct upstream_callbacks cb = {own_stanza, own_undeliverable};
+    struct upstream_callbacks cb = {own_stanza, own_undeliverable, NULL};
     struct upstream *up = upstream_new(loop, &s, &cb, &o);
     struct upstream_domain d = {"b.test", "wrong"};
     ck_assert_int_eq(upstream_configure(up, &s, &d, 1), 0);
@@ -649,7 +649,7 @@ START_TEST(test_connection_refused_retries)
     uint16_t port = sv.port;
     server_stop(&sv); /* nothing listens there now */
     struct upstream_settings s = settings_for(port);
-    struct upstream_callbacks cb = {own_stanza, own_undeliverable};
+    struct upstream_callbacks cb = {own_stanza, own_undeliverable, NULL};
     struct upstream *up = upstream_new(loop, &s, &cb, &o);
     struct upstream_domain d = {"b.test", "pw"};
     ck_assert_int_eq(upstream_configure(up, &s, &d, 1), 0);
@@ -670,7 +670,7 @@ START_TEST(test_handshake_timeout)
     struct owner o = {0};
     server_start(&sv, loop, SERVER_SILENT, "pw");
     struct upstream_settings s = settings_for(sv.port);
-    struct upstream_callbacks cb = {own_stanza, own_undeliverable};
+    struct upstream_callbacks cb = {own_stanza, own_undeliverable, NULL};
     struct upstream *up = upstream_new(loop, &s, &cb, &o);
     struct upstream_domain d = {"b.test", "pw"};
     ck_assert_int_eq(upstream_configure(up, &s, &d, 1), 0);
@@ -690,7 +690,7 @@ START_TEST(test_queue_bound_bounces)
     struct loop *loop = loop_new();
     struct owner o = {0};
     struct upstream_settings s = settings_for(9); /* discard port: refused */
-    struct upstream_callbacks cb = {own_stanza, own_undeliverable};
+    struct upstream_callbacks cb = {own_stanza, own_undeliverable, NULL};
     struct upstream *up = upstream_new(loop, &s, &cb, &o);
     struct upstream_domain d = {"b.test", "pw"};
     ck_assert_int_eq(upstream_configure(up, &s, &d, 1), 0);
@@ -712,7 +712,7 @@ START_TEST(test_queue_timeout_bounces)
     struct owner o = {0};
     struct upstream_settings s = settings_for(9);
     s.queue_timeout_ms = 100;
-    struct upstream_callbacks cb = {own_stanza, own_undeliverable};
+    struct upstream_callbacks cb = {own_stanza, own_undeliverable, NULL};
     struct upstream *up = upstream_new(loop, &s, &cb, &o);
     struct upstream_domain d = {"b.test", "pw"};
     ck_assert_int_eq(upstream_configure(up, &s, &d, 1), 0);
@@ -731,7 +731,7 @@ START_TEST(test_unknown_sender_domain)
     struct loop *loop = loop_new();
     struct owner o = {0};
     struct upstream_settings s = settings_for(9);
-    struct upstream_callbacks cb = {own_stanza, own_undeliverable};
+    struct upstream_callbacks cb = {own_stanza, own_undeliverable, NULL};
     struct upstream *up = upstream_new(loop, &s, &cb, &o);
     struct upstream_domain d = {"b.test", "pw"};
     ck_assert_int_eq(upstream_configure(up, &s, &d, 1), 0);
@@ -751,7 +751,7 @@ START_TEST(test_removed_domain_closes_and_bounces)
     struct owner o = {0};
     server_start(&sv, loop, SERVER_ACCEPT, "pw");
     struct upstream_settings s = settings_for(sv.port);
-    struct upstream_callbacks cb = {own_stanza, own_undeliverable};
+    struct upstream_callbacks cb = {own_stanza, own_undeliverable, NULL};
     struct upstream *up = upstream_new(loop, &s, &cb, &o);
     struct upstream_domain d = {"b.test", "pw"};
     ck_assert_int_eq(upstream_configure(up, &s, &d, 1), 0);
@@ -775,7 +775,7 @@ START_TEST(test_shutdown_closes_streams)
     struct owner o = {0};
     server_start(&sv, loop, SERVER_ACCEPT, "pw");
     struct upstream_settings s = settings_for(sv.port);
-    struct upstream_callbacks cb = {own_stanza, own_undeliverable};
+    struct upstream_callbacks cb = {own_stanza, own_undeliverable, NULL};
     struct upstream *up = upstream_new(loop, &s, &cb, &o);
     struct upstream_domain d[2] = {{"b.test", "pw"}, {"c.test", "pw"}};
     ck_assert_int_eq(upstream_configure(up, &s, d, 2), 0);
