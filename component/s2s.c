@@ -2215,6 +2215,41 @@ route_close_out(struct s2s_route *r, const char *condition, const char *text)
     conn_close(c, condition, text);
 }
 
+/* Closes the inbound streams from domain with a stream error. */
+static void s2s_close_inbound_from(struct s2s *s2s,
+                                   const char *domain,
+                                   const char *condition,
+                                   const char *text)
+{
+    struct s2s_conn *next;
+    for (struct s2s_conn *c = s2s->conns; c != NULL; c = next) {
+        next = c->next;
+        if (c->outbound || c->dead || c->stream == NULL) {
+            continue;
+        }
+        const char *from = s2s_stream_header_from(c->stream);
+        if ((from != NULL && strcmp(from, domain) == 0) ||
+            strcmp(c->auth_remote, domain) == 0) {
+            conn_close(c, condition, text);
+        }
+    }
+}
+
+/* Closes r's outbound stream (stream error condition, or a clean close
+ * when NULL) and stops any attempt: the route is idle, its queue kept. */
+static void
+route_stop(struct s2s_route *r, const char *condition, const char *text)
+{
+    route_close_out(r, condition, text);
+    route_clear_lookup(r);
+    route_refuse_verifies(r);
+    loop_timer_cancel(r->s2s->loop, r->retry);
+    r->retry = NULL;
+    backoff_reset(&r->backoff);
+    r->state = ROUTE_IDLE;
+    r->auth = POLICY_AUTH_NONE;
+}
+
 int s2s_block(struct s2s *s2s, const char *domain)
 {
     if (domain == NULL || domain[0] == '\0') {
@@ -2246,18 +2281,8 @@ int s2s_block(struct s2s *s2s, const char *domain)
                        "%s is blocked by fedgate's administrator", r->remote);
         }
     }
-    struct s2s_conn *next;
-    for (struct s2s_conn *c = s2s->conns; c != NULL; c = next) {
-        next = c->next;
-        if (c->outbound || c->dead || c->stream == NULL) {
-            continue;
-        }
-        const char *from = s2s_stream_header_from(c->stream);
-        if ((from != NULL && strcmp(from, domain) == 0) ||
-            strcmp(c->auth_remote, domain) == 0) {
-            conn_close(c, "policy-violation", "blocked by an administrator");
-        }
-    }
+    s2s_close_inbound_from(s2s, domain, "policy-violation",
+                           "blocked by an administrator");
     return 0;
 }
 
@@ -2345,30 +2370,12 @@ void s2s_peer_reset(struct s2s *s2s, const char *domain)
         if (strcmp(r->remote, domain) != 0) {
             continue;
         }
-        route_close_out(r, "reset", "peering settings changed");
-        route_clear_lookup(r);
-        route_refuse_verifies(r);
-        loop_timer_cancel(s2s->loop, r->retry);
-        r->retry = NULL;
-        backoff_reset(&r->backoff);
-        r->state = ROUTE_IDLE;
-        r->auth = POLICY_AUTH_NONE;
+        route_stop(r, "reset", "peering settings changed");
         if (r->queue.count > 0) {
             route_start(r); /* under the new settings */
         }
     }
-    struct s2s_conn *next;
-    for (struct s2s_conn *c = s2s->conns; c != NULL; c = next) {
-        next = c->next;
-        if (c->outbound || c->dead || c->stream == NULL) {
-            continue;
-        }
-        const char *from = s2s_stream_header_from(c->stream);
-        if ((from != NULL && strcmp(from, domain) == 0) ||
-            strcmp(c->auth_remote, domain) == 0) {
-            conn_close(c, "reset", "peering settings changed");
-        }
-    }
+    s2s_close_inbound_from(s2s, domain, "reset", "peering settings changed");
 }
 
 /* After a pause: what TLS already decrypted-ahead is invisible to epoll,
@@ -2415,14 +2422,7 @@ int s2s_route_disconnect(struct s2s *s2s, const char *local, const char *remote)
              "route %s -> %s: disconnected by an administrator (%zu stanza(s) "
              "stay queued)",
              local, remote, r->queue.count);
-    route_close_out(r, NULL, NULL);
-    route_clear_lookup(r);
-    route_refuse_verifies(r);
-    loop_timer_cancel(s2s->loop, r->retry);
-    r->retry = NULL;
-    backoff_reset(&r->backoff);
-    r->state = ROUTE_IDLE;
-    r->auth = POLICY_AUTH_NONE;
+    route_stop(r, NULL, NULL);
     return 0;
 }
 
