@@ -92,6 +92,14 @@ size_t s2s_blocked_count(const struct s2s *s2s);
 const char *s2s_blocked_domain(const struct s2s *s2s, size_t i);
 
 /*
+ * Backpressure: while paused, stanzas from authenticated inbound streams
+ * stay in the sockets (TCP slows the peers down) instead of being read;
+ * negotiations and outbound streams go on. For the home server links'
+ * congestion (upstream.h).
+ */
+void s2s_pause_inbound(struct s2s *s2s, bool pause);
+
+/*
  * A peer's settings changed (edited at run time or by a reload): its
  * streams in both directions close with `reset`, so that the next ones
  * authenticate under the new policy; queued stanzas stay and their route
