@@ -1118,12 +1118,12 @@ static bool s2s_take_ping_answer(struct s2s *s2s, struct xml_node *st)
 
 /* Counts a stanza from remote, and the bytes read for it, on its route
  * (from's domain to to's domain; on an outbound stream, its own route). */
-static void s2s_bill_stanza(struct s2s_conn *c, const struct xml_node *st)
+static void
+s2s_bill_stanza(struct s2s_conn *c, const struct xml_node *st, const char *from)
 {
     struct s2s_route *r = c->route;
-    char from[S2S_DOMAIN_MAX], to[S2S_DOMAIN_MAX];
-    if (r == NULL && !c->outbound &&
-        jid_domain_canon(xml_attr(st, "from"), from, sizeof(from)) == 0 &&
+    char to[S2S_DOMAIN_MAX];
+    if (r == NULL && from != NULL &&
         jid_domain_canon(xml_attr(st, "to"), to, sizeof(to)) == 0) {
         r = route_find(c->s2s, to, from);
     }
@@ -1138,14 +1138,16 @@ static void cb_stanza(void *ud, struct xml_node *st)
 {
     struct s2s_conn *c = ud;
     char from[S2S_DOMAIN_MAX];
+    bool has_from = !c->outbound && jid_domain_canon(xml_attr(st, "from"), from,
+                                                     sizeof(from)) == 0;
     c->stanzas_in++;
-    s2s_bill_stanza(c, st);
+    s2s_bill_stanza(c, st, has_from ? from : NULL);
     c->last_in_ms = c->last_stanza_ms = loop_now_ms(c->s2s->loop);
     if (!c->outbound) {
-        if (jid_domain_canon(xml_attr(st, "from"), from, sizeof(from)) == 0) {
+        if (has_from) {
             s2s_heard_from(c->s2s, from);
         }
-        if (s2s_take_ping_answer(c->s2s, st)) {
+        if (strcmp(st->name, "iq") == 0 && s2s_take_ping_answer(c->s2s, st)) {
             return;
         }
     }
