@@ -224,6 +224,17 @@ static void daemon_on_congestion(void *ud, bool congested)
     }
 }
 
+/* A peer takes stanzas slower than the home server sends them: stop
+ * reading that peer's home-server link until its route caught up. */
+static void
+daemon_on_route_congestion(void *ud, const char *remote, bool congested)
+{
+    struct daemon *d = ud;
+    if (d->up != NULL) {
+        (void)upstream_pause(d->up, remote, congested);
+    }
+}
+
 static int daemon_apply(struct daemon *d, const struct conf *cfg)
 {
     struct upstream_settings s;
@@ -966,6 +977,7 @@ static int daemon_make_s2s(struct daemon *d, const struct conf *cfg)
     struct s2s_callbacks scb = {
         .stanza = daemon_on_s2s_stanza,
         .undeliverable = daemon_on_s2s_undeliverable,
+        .congestion = daemon_on_route_congestion,
     };
     d->s2s = s2s_new(d->loop, cfg, d->dns, d->tls, &scb, d, err, sizeof(err));
     if (d->s2s == NULL) {

@@ -122,6 +122,7 @@ struct s2s_route {
                                * stream */
     unsigned long bytes_in;   /* the bytes those stanzas came in */
     time_t ready_since;       /* when the outbound stream got ready */
+    bool congested;           /* reported through cb.congestion */
     bool tried_transient;     /* this attempt: some target failed in a way
                                * that may pass (connect, TLS, timeout, DNS
                                * server); when none did (no address, the
@@ -222,6 +223,7 @@ static void conn_on_io(struct loop *loop, int fd, unsigned events, void *ud);
 static void route_next_addr(struct s2s_route *r);
 static void route_start(struct s2s_route *r);
 static void route_flush_queue(struct s2s_route *r);
+static void route_check_congestion(struct s2s_route *r);
 static void s2s_check_shutdown(struct s2s *s2s);
 
 /* ---- helpers ------------------------------------------------------------- */
@@ -387,12 +389,39 @@ route_fail(struct s2s_route *r, const char *condition, const char *fmt, ...)
     backoff_reset(&r->backoff);
     route_refuse_verifies(r);
     route_bounce_queue(r, condition, r->last_error);
+    route_check_congestion(r);
+}
+
+/* Backpressure, as link_check_congestion in upstream.c: a ready route is
+ * congested from 3/4 of its queue bound until it is down to 1/4. */
+static void route_check_congestion(struct s2s_route *r)
+{
+    const struct squeue *q = &r->queue;
+    bool ready = r->state == ROUTE_READY && r->out != NULL;
+    bool high =
+        q->count * 4 >= q->max_count * 3 || q->bytes * 4 >= q->max_bytes * 3;
+    bool low = q->count * 4 <= q->max_count && q->bytes * 4 <= q->max_bytes;
+    bool was = r->congested;
+    if (!was && ready && high) {
+        r->congested = true;
+    } else if (was && (!ready || low)) {
+        r->congested = false;
+    }
+    if (was != r->congested && r->s2s->cb.congestion != NULL) {
+        log_conn(LOG_LEVEL_INFO, r->remote, "route %s -> %s %s (%zu queued)",
+                 r->local, r->remote,
+                 r->congested ? "congested: its home-server link waits"
+                              : "no longer congested",
+                 q->count);
+        r->s2s->cb.congestion(r->s2s->ud, r->remote, r->congested);
+    }
 }
 
 static void route_on_expiry(struct loop *loop, void *ud);
 
 static void route_arm_expiry(struct s2s_route *r)
 {
+    route_check_congestion(r);
     struct s2s *s2s = r->s2s;
     loop_timer_cancel(s2s->loop, r->expiry);
     r->expiry = NULL;
@@ -766,6 +795,7 @@ static void conn_destroy(struct s2s_conn *c, const char *why)
         if (r->state == ROUTE_READY) {
             r->state = ROUTE_IDLE;
             r->auth = POLICY_AUTH_NONE;
+            route_check_congestion(r);
             if (r->queue.count > 0 && !s2s->shutting_down) {
                 route_start(r);
             }
@@ -1582,6 +1612,7 @@ static void route_retry_later(struct s2s_route *r)
              (unsigned)delay);
     route_clear_lookup(r);
     r->state = ROUTE_IDLE;
+    route_check_congestion(r);
     route_refuse_verifies(r);
     loop_timer_cancel(s2s->loop, r->retry);
     r->retry = loop_timer_add(s2s->loop, delay, route_on_retry, r);
@@ -1808,6 +1839,8 @@ int s2s_send(struct s2s *s2s, struct xml_node *st)
     }
     if (r->expiry == NULL) {
         route_arm_expiry(r);
+    } else {
+        route_check_congestion(r);
     }
     /* While backing off, a new stanza may bring the next attempt forward,
      * but not closer than the initial backoff to the previous one. */
@@ -2250,6 +2283,7 @@ route_stop(struct s2s_route *r, const char *condition, const char *text)
     backoff_reset(&r->backoff);
     r->state = ROUTE_IDLE;
     r->auth = POLICY_AUTH_NONE;
+    route_check_congestion(r);
 }
 
 int s2s_block(struct s2s *s2s, const char *domain)

@@ -38,6 +38,13 @@ struct s2s_callbacks {
                           struct xml_node *st,
                           const char *condition,
                           const char *text);
+    /*
+     * Backpressure (may be NULL): a ready route to remote has 3/4 of its
+     * queue bound waiting (the peer takes stanzas slower than they come):
+     * congested true; false once it is down to 1/4 or the route is no
+     * longer ready. The owner stops reading what feeds it meanwhile.
+     */
+    void (*congestion)(void *ud, const char *remote, bool congested);
 };
 
 /*

@@ -62,6 +62,7 @@ struct upstream_link {
                       * sleeping, a burst in few writes */
     struct log_limit full_log; /* "queue full" lines */
     bool congested;            /* counted in up->ncongested */
+    bool paused;               /* upstream_pause: not reading */
     bool stream_ended;         /* the stream reported its end during a feed */
     struct upstream_link *next;
 };
@@ -288,7 +289,7 @@ static bool link_flush(struct upstream_link *l)
             l->pad_owed = 0;
         }
     }
-    unsigned events = LOOP_READ;
+    unsigned events = l->paused ? 0u : (unsigned)LOOP_READ;
     if (buf_size(out) > 0) {
         events |= LOOP_WRITE;
     } else if (l->queue.count > 0 && l->state == UPSTREAM_READY) {
@@ -409,6 +410,9 @@ static bool link_read(struct upstream_link *l)
         if (l->fd < 0) {
             return false; /* a callback took the link down */
         }
+        if (l->paused) {
+            break; /* the rest waits in the socket */
+        }
         if (l->stream_ended) {
             enum upstream_link_state was = l->state;
             (void)link_flush(l);
@@ -452,7 +456,8 @@ static void link_on_io(struct loop *loop, int fd, unsigned events, void *ud)
         (void)link_flush(l);
         return;
     }
-    if ((events & (LOOP_READ | LOOP_ERROR)) != 0) {
+    if ((events & LOOP_ERROR) != 0 ||
+        ((events & LOOP_READ) != 0 && !l->paused)) {
         if (!link_read(l)) {
             return;
         }
@@ -907,6 +912,23 @@ void upstream_shutdown(struct upstream *up, void (*done)(void *ud), void *ud)
     up->shutdown_timer = loop_timer_add(up->loop, UPSTREAM_CLOSE_GRACE_MS + 500,
                                         upstream_on_shutdown_timeout, up);
     upstream_check_shutdown(up);
+}
+
+int upstream_pause(struct upstream *up, const char *domain, bool pause)
+{
+    struct upstream_link *l = upstream_find(up, domain);
+    if (l == NULL) {
+        return ERR_NOT_FOUND;
+    }
+    if (l->paused == pause) {
+        return 0;
+    }
+    l->paused = pause;
+    log_conn(LOG_LEVEL_DEBUG, l->who, "%s", pause ? "paused" : "reading again");
+    if (l->fd >= 0 && l->stream != NULL && l->state != UPSTREAM_CONNECTING) {
+        (void)link_flush(l); /* sets what the loop watches */
+    }
+    return 0;
 }
 
 int upstream_retry(struct upstream *up, const char *domain)

@@ -106,6 +106,13 @@ int upstream_configure(struct upstream *up,
 int upstream_send(struct upstream *up, struct xml_node *st);
 
 /*
+ * Backpressure: stops (pause true) or resumes reading what the home
+ * server sends on the link of domain, so that it waits in the socket
+ * while the peer's route is congested (s2s.h). 0 or ERR_NOT_FOUND.
+ */
+int upstream_pause(struct upstream *up, const char *domain, bool pause);
+
+/*
  * Connects the link of domain now if it is waiting to retry (the home
  * server was just told about the domain), its backoff starting over.
  * 0; ERR_NOT_FOUND (no such link); ERR_AGAIN (not waiting: connecting

@@ -278,7 +278,8 @@ static struct conf *side_conf(const char *domain,
 
 static void side_start(struct side *s, struct loop *loop, struct conf *cfg)
 {
-    static const struct s2s_callbacks cb = {side_stanza, side_undeliverable};
+    static const struct s2s_callbacks cb = {side_stanza, side_undeliverable,
+                                            NULL};
     char err[256];
     memset(s, 0, sizeof(*s));
     s->cfg = cfg;
