@@ -161,6 +161,9 @@ struct side {
     char ping_id[64]; /* the last one, until answered */
     char ping_from[128];
     char ping_to[128];
+    int congested_on; /* congestion callbacks, true and false */
+    int congested_off;
+    bool congested;
 };
 
 static void side_stanza(void *ud, struct xml_node *st)
@@ -222,6 +225,18 @@ static void side_undeliverable(void *ud,
     xml_unref(st);
 }
 
+static void side_congestion(void *ud, const char *remote, bool congested)
+{
+    struct side *s = ud;
+    (void)remote;
+    s->congested = congested;
+    if (congested) {
+        s->congested_on++;
+    } else {
+        s->congested_off++;
+    }
+}
+
 /* Writes text as NAME.conf and loads it. */
 static struct conf *load_conf(const char *name, const char *text)
 {
@@ -279,7 +294,7 @@ static struct conf *side_conf(const char *domain,
 static void side_start(struct side *s, struct loop *loop, struct conf *cfg)
 {
     static const struct s2s_callbacks cb = {side_stanza, side_undeliverable,
-                                            NULL};
+                                            side_congestion};
     char err[256];
     memset(s, 0, sizeof(*s));
     s->cfg = cfg;
@@ -903,6 +918,53 @@ START_TEST(test_dialback_requests_while_authoritative_connects)
 }
 END_TEST
 
+/*
+ * Backpressure: a peer that reads nothing (b pauses its inbound streams)
+ * makes a's route congested once 3/4 of its queue bound waits; when b
+ * reads again everything arrives, nothing bounced, and the congestion is
+ * reported over.
+ */
+START_TEST(test_route_congestion_and_inbound_pause)
+{
+    struct loop *loop = loop_new();
+    unsigned pa = free_port();
+    unsigned pb = free_port();
+    struct side a, b;
+    side_start(&a, loop,
+               side_conf("a.test", "b.test", pa, pb, "any", "a.test"));
+    side_start(&b, loop,
+               side_conf("b.test", "a.test", pb, pa, "any", "b.test"));
+    /* the route up first */
+    ck_assert_int_eq(s2s_send(a.s2s, chat("alice@a.test/x", "bob@b.test")), 0);
+    RUN_UNTIL(loop, b.received == 1, 8000);
+    ck_assert_int_eq(b.received, 1);
+    s2s_pause_inbound(b.s2s, true);
+    /* 4 KiB messages: the output buffer (about 1 MB) fills, the rest
+     * queues (bound 1000): 1200 go over 3/4 of it, none over the bound */
+    char body[4096];
+    memset(body, 'x', sizeof(body) - 1);
+    body[sizeof(body) - 1] = '\0';
+    for (int i = 0; i < 1200; i++) {
+        struct xml_node *m = chat("alice@a.test/x", "bob@b.test");
+        struct xml_node *bd = xml_child(m, NULL, "body");
+        ck_assert_int_eq(xml_append_text(bd, body, strlen(body)), 0);
+        ck_assert_int_eq(s2s_send(a.s2s, m), 0);
+    }
+    ck_assert_int_ge(a.congested_on, 1);
+    RUN_UNTIL(loop, false, 300); /* b still reads nothing */
+    ck_assert_int_eq(b.received, 1);
+    s2s_pause_inbound(b.s2s, false);
+    RUN_UNTIL(loop, b.received == 1201 && !a.congested, 15000);
+    ck_assert_int_eq(b.received, 1201);
+    ck_assert_int_eq(a.undeliverable, 0);
+    ck_assert(!a.congested);
+    ck_assert_int_ge(a.congested_off, 1);
+    side_stop(&a);
+    side_stop(&b);
+    loop_free(loop);
+}
+END_TEST
+
 static Suite *s2s_suite(void)
 {
     Suite *s = suite_create("s2s");
@@ -922,6 +984,7 @@ static Suite *s2s_suite(void)
     tcase_add_test(tc, test_ping_error_proves_liveness);
     tcase_add_test(tc, test_ping_unanswered_closes_stream);
     tcase_add_test(tc, test_dialback_requests_while_authoritative_connects);
+    tcase_add_test(tc, test_route_congestion_and_inbound_pause);
     suite_add_tcase(s, tc);
     return s;
 }
