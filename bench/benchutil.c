@@ -13,8 +13,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -466,4 +468,29 @@ void bench_buf_free(struct bench_buf *b)
     free(b->data);
     b->data = NULL;
     b->len = b->off = b->cap = 0;
+}
+
+int bench_listen(const struct sockaddr_in *addr,
+                 int backlog,
+                 uint64_t tag,
+                 const char *who,
+                 int *lfd,
+                 int *ep)
+{
+    int one = 1;
+    *lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (*lfd < 0 ||
+        setsockopt(*lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+        bind(*lfd, (const struct sockaddr *)addr, sizeof(*addr)) != 0 ||
+        listen(*lfd, backlog) != 0) {
+        fprintf(stderr, "%s: cannot listen: %s\n", who, strerror(errno));
+        return -1;
+    }
+    *ep = epoll_create1(EPOLL_CLOEXEC);
+    struct epoll_event lev = {.events = EPOLLIN, .data.u64 = tag};
+    if (*ep < 0 || epoll_ctl(*ep, EPOLL_CTL_ADD, *lfd, &lev) != 0) {
+        fprintf(stderr, "%s: epoll: %s\n", who, strerror(errno));
+        return -1;
+    }
+    return 0;
 }

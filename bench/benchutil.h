@@ -52,6 +52,18 @@ long bench_clock_ticks(void);
 unsigned long bench_raise_nofile(unsigned long want);
 
 /* Parses "a.b.c.d:port" into sin. 0 or -1. */
+/*
+ * A non-blocking listener on addr with its own epoll set, the listener
+ * registered for EPOLLIN with tag as its data. 0, or -1 with the reason
+ * (naming who) written to stderr.
+ */
+int bench_listen(const struct sockaddr_in *addr,
+                 int backlog,
+                 uint64_t tag,
+                 const char *who,
+                 int *lfd,
+                 int *ep);
+
 int bench_parse_addr(const char *text, struct sockaddr_in *sin);
 
 /* Parses a decimal unsigned number that must fill the whole string and

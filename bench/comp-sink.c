@@ -579,19 +579,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "comp-sink: out of memory\n");
         goto out;
     }
-    k.lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    int one = 1;
-    if (k.lfd < 0 ||
-        setsockopt(k.lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
-        bind(k.lfd, (struct sockaddr *)&addr, sizeof(addr)) != 0 ||
-        listen(k.lfd, 64) != 0) {
-        fprintf(stderr, "comp-sink: cannot listen: %s\n", strerror(errno));
-        goto out;
-    }
-    k.ep = epoll_create1(EPOLL_CLOEXEC);
-    struct epoll_event lev = {.events = EPOLLIN, .data.u64 = SINK_LISTEN_TAG};
-    if (k.ep < 0 || epoll_ctl(k.ep, EPOLL_CTL_ADD, k.lfd, &lev) != 0) {
-        fprintf(stderr, "comp-sink: epoll: %s\n", strerror(errno));
+    if (bench_listen(&addr, 64, SINK_LISTEN_TAG, "comp-sink", &k.lfd, &k.ep) !=
+        0) {
         goto out;
     }
     fprintf(stderr, "comp-sink: listening\n");

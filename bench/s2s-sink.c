@@ -591,19 +591,8 @@ int main(int argc, char **argv)
         bench_acct_init(&k.acct, 1, stanzas, warmup, k.lat_dump != NULL) != 0) {
         goto out;
     }
-    k.lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    int one = 1;
-    if (k.lfd < 0 ||
-        setsockopt(k.lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
-        bind(k.lfd, (struct sockaddr *)&addr, sizeof(addr)) != 0 ||
-        listen(k.lfd, 16) != 0) {
-        fprintf(stderr, "s2s-sink: cannot listen: %s\n", strerror(errno));
-        goto out;
-    }
-    k.ep = epoll_create1(EPOLL_CLOEXEC);
-    struct epoll_event lev = {.events = EPOLLIN, .data.u64 = SS_LISTEN_TAG};
-    if (k.ep < 0 || epoll_ctl(k.ep, EPOLL_CTL_ADD, k.lfd, &lev) != 0) {
-        fprintf(stderr, "s2s-sink: epoll: %s\n", strerror(errno));
+    if (bench_listen(&addr, 16, SS_LISTEN_TAG, "s2s-sink", &k.lfd, &k.ep) !=
+        0) {
         goto out;
     }
     fprintf(stderr, "s2s-sink: listening\n");

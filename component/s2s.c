@@ -392,21 +392,14 @@ route_fail(struct s2s_route *r, const char *condition, const char *fmt, ...)
     route_check_congestion(r);
 }
 
-/* Backpressure, as link_check_congestion in upstream.c: a ready route is
- * congested from 3/4 of its queue bound until it is down to 1/4. */
+/* Backpressure: a ready route is congested while its queue is
+ * (squeue_congested); the owner hears of each change. */
 static void route_check_congestion(struct s2s_route *r)
 {
     const struct squeue *q = &r->queue;
     bool ready = r->state == ROUTE_READY && r->out != NULL;
-    bool high =
-        q->count * 4 >= q->max_count * 3 || q->bytes * 4 >= q->max_bytes * 3;
-    bool low = q->count * 4 <= q->max_count && q->bytes * 4 <= q->max_bytes;
     bool was = r->congested;
-    if (!was && ready && high) {
-        r->congested = true;
-    } else if (was && (!ready || low)) {
-        r->congested = false;
-    }
+    r->congested = ready && squeue_congested(q, was);
     if (was != r->congested && r->s2s->cb.congestion != NULL) {
         log_conn(LOG_LEVEL_INFO, r->remote, "route %s -> %s %s (%zu queued)",
                  r->local, r->remote,
@@ -1119,12 +1112,14 @@ static bool s2s_take_ping_answer(struct s2s *s2s, struct xml_node *st)
 {
     char local[S2S_DOMAIN_MAX];
     char remote[S2S_DOMAIN_MAX];
+    if (strcmp(st->name, "iq") != 0) {
+        return false; /* most stanzas: no attribute looked at */
+    }
     const char *type = xml_attr(st, "type");
     const char *id = xml_attr(st, "id");
     const char *to = xml_attr(st, "to");
 
-    if (strcmp(st->name, "iq") != 0 || type == NULL || id == NULL ||
-        to == NULL ||
+    if (type == NULL || id == NULL || to == NULL ||
         (strcmp(type, "result") != 0 && strcmp(type, "error") != 0) ||
         strncmp(id, S2S_PING_PREFIX, sizeof(S2S_PING_PREFIX) - 1) != 0 ||
         strpbrk(to, "@/") != NULL ||
@@ -1146,17 +1141,9 @@ static bool s2s_take_ping_answer(struct s2s *s2s, struct xml_node *st)
     return true;
 }
 
-/* Counts a stanza from remote, and the bytes read for it, on its route
- * (from's domain to to's domain; on an outbound stream, its own route). */
-static void
-s2s_bill_stanza(struct s2s_conn *c, const struct xml_node *st, const char *from)
+/* Bills a stanza and the bytes read for it to route r (may be NULL). */
+static void s2s_bill(struct s2s_conn *c, struct s2s_route *r)
 {
-    struct s2s_route *r = c->route;
-    char to[S2S_DOMAIN_MAX];
-    if (r == NULL && from != NULL &&
-        jid_domain_canon(xml_attr(st, "to"), to, sizeof(to)) == 0) {
-        r = route_find(c->s2s, to, from);
-    }
     if (r != NULL) {
         r->stanzas_in++;
         r->bytes_in += c->bytes_unbilled;
@@ -1164,20 +1151,40 @@ s2s_bill_stanza(struct s2s_conn *c, const struct xml_node *st, const char *from)
     c->bytes_unbilled = 0;
 }
 
+/* A stanza on an inbound stream, in one pass over the routes: its
+ * sender's domain is alive (heard_ms, as the read path does for the
+ * stream's own peer: a stream may carry several authenticated pairs),
+ * and the stanza is billed to the route of its pair. */
+static void s2s_note_inbound(struct s2s_conn *c, const struct xml_node *st)
+{
+    char from[S2S_DOMAIN_MAX], to[S2S_DOMAIN_MAX];
+    struct s2s_route *billed = NULL;
+    if (jid_domain_canon(xml_attr(st, "from"), from, sizeof(from)) == 0) {
+        bool has_to = jid_domain_canon(xml_attr(st, "to"), to, sizeof(to)) == 0;
+        uint64_t now = loop_now_ms(c->s2s->loop);
+        for (struct s2s_route *r = c->s2s->routes; r != NULL; r = r->next) {
+            if (strcmp(r->remote, from) != 0) {
+                continue;
+            }
+            r->heard_ms = now;
+            if (has_to && billed == NULL && strcmp(r->local, to) == 0) {
+                billed = r;
+            }
+        }
+    }
+    s2s_bill(c, billed);
+}
+
 static void cb_stanza(void *ud, struct xml_node *st)
 {
     struct s2s_conn *c = ud;
-    char from[S2S_DOMAIN_MAX];
-    bool has_from = !c->outbound && jid_domain_canon(xml_attr(st, "from"), from,
-                                                     sizeof(from)) == 0;
     c->stanzas_in++;
-    s2s_bill_stanza(c, st, has_from ? from : NULL);
     c->last_in_ms = c->last_stanza_ms = loop_now_ms(c->s2s->loop);
-    if (!c->outbound) {
-        if (has_from) {
-            s2s_heard_from(c->s2s, from);
-        }
-        if (strcmp(st->name, "iq") == 0 && s2s_take_ping_answer(c->s2s, st)) {
+    if (c->outbound) {
+        s2s_bill(c, c->route);
+    } else {
+        s2s_note_inbound(c, st);
+        if (s2s_take_ping_answer(c->s2s, st)) {
             return;
         }
     }

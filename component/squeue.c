@@ -95,3 +95,11 @@ void squeue_clear(struct squeue *q)
         xml_unref(stanza);
     }
 }
+
+bool squeue_congested(const struct squeue *q, bool was)
+{
+    if (was) {
+        return q->count * 4 > q->max_count || q->bytes * 4 > q->max_bytes;
+    }
+    return q->count * 4 >= q->max_count * 3 || q->bytes * 4 >= q->max_bytes * 3;
+}

@@ -10,6 +10,7 @@
 #ifndef FEDGATE_SQUEUE_H
 #define FEDGATE_SQUEUE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -61,5 +62,13 @@ uint64_t squeue_oldest_ms(const struct squeue *q);
 /* Drops every entry, unreferencing its stanza. Callers that must bounce
  * should pop instead. */
 void squeue_clear(struct squeue *q);
+
+/*
+ * Backpressure with hysteresis: whether a queue that was (was) full
+ * enough to hold its feeders back still is. It becomes so at 3/4 of
+ * either bound and stays so until it is down to 1/4 of both, so that
+ * pausing and resuming do not flap.
+ */
+bool squeue_congested(const struct squeue *q, bool was);
 
 #endif

@@ -234,14 +234,22 @@ int store_unblock(struct store *st,
     return store_end(st, rc);
 }
 
-/* Walks the rows of sql (columns: integer, text, text for both), binding
- * limit as ?1 when it is not negative. */
+/* One row of a walk: 0 to go on, else the walk stops with that. */
+typedef int store_row_fn(void *ud, sqlite3_stmt *row);
+
+/* A column's text, "" for NULL. */
+static const char *store_text(sqlite3_stmt *row, int col)
+{
+    const char *t = (const char *)sqlite3_column_text(row, col);
+    return t != NULL ? t : "";
+}
+
+/* Walks the rows of sql, binding limit as ?1 when it is not negative.
+ * 0, what fn returned, or ERR_SYS (logged). */
 static int store_walk(struct store *st,
                       const char *sql,
                       long long limit,
-                      bool audit,
-                      store_block_fn *bfn,
-                      store_audit_fn *afn,
+                      store_row_fn *fn,
                       void *ud)
 {
     sqlite3_stmt *stmt = NULL;
@@ -255,11 +263,7 @@ static int store_walk(struct store *st,
         goto out;
     }
     while ((step = sqlite3_step(stmt)) == SQLITE_ROW) {
-        const char *a = (const char *)sqlite3_column_text(stmt, 1);
-        const char *b = (const char *)sqlite3_column_text(stmt, 2);
-        long long n = sqlite3_column_int64(stmt, 0);
-        int frc = audit ? afn(ud, n, a != NULL ? a : "", b != NULL ? b : "")
-                        : bfn(ud, a != NULL ? a : "", b != NULL ? b : "", n);
+        int frc = fn(ud, stmt);
         if (frc != 0) {
             rc = frc;
             goto out;
@@ -276,16 +280,54 @@ out:
     return rc;
 }
 
+/* The caller's callback and its ud, for the row adapters below. */
+struct store_cb {
+    union {
+        store_block_fn *block;
+        store_audit_fn *audit;
+        store_peer_fn *peer;
+    } fn;
+    void *ud;
+};
+
+/* at, domain, by */
+static int store_block_row(void *ud, sqlite3_stmt *row)
+{
+    const struct store_cb *cb = ud;
+    return cb->fn.block(cb->ud, store_text(row, 1), store_text(row, 2),
+                        sqlite3_column_int64(row, 0));
+}
+
+/* at, who, what */
+static int store_audit_row(void *ud, sqlite3_stmt *row)
+{
+    const struct store_cb *cb = ud;
+    return cb->fn.audit(cb->ud, sqlite3_column_int64(row, 0),
+                        store_text(row, 1), store_text(row, 2));
+}
+
+/* domain, action, spec, at */
+static int store_peer_row(void *ud, sqlite3_stmt *row)
+{
+    const struct store_cb *cb = ud;
+    bool put = strcmp(store_text(row, 1), "put") == 0;
+    return cb->fn.peer(cb->ud, store_text(row, 0),
+                       put ? store_text(row, 2) : NULL,
+                       sqlite3_column_int64(row, 3));
+}
+
 int store_blocks(struct store *st, store_block_fn *fn, void *ud)
 {
+    struct store_cb cb = {.fn.block = fn, .ud = ud};
     return store_walk(st, "SELECT at, domain, by FROM blocks ORDER BY domain",
-                      -1, false, fn, NULL, ud);
+                      -1, store_block_row, &cb);
 }
 
 int store_audit_rows(struct store *st, store_audit_fn *fn, void *ud)
 {
+    struct store_cb cb = {.fn.audit = fn, .ud = ud};
     return store_walk(st, "SELECT at, who, what FROM audit ORDER BY rowid", -1,
-                      true, NULL, fn, ud);
+                      store_audit_row, &cb);
 }
 
 int store_audit_last(struct store *st, size_t n, store_audit_fn *fn, void *ud)
@@ -295,10 +337,11 @@ int store_audit_last(struct store *st, size_t n, store_audit_fn *fn, void *ud)
     }
     long long limit =
         n > STORE_AUDIT_LAST_MAX ? STORE_AUDIT_LAST_MAX : (long long)n;
+    struct store_cb cb = {.fn.audit = fn, .ud = ud};
     return store_walk(st,
                       "SELECT at, who, what FROM audit "
                       "ORDER BY rowid DESC LIMIT ?1",
-                      limit, true, NULL, fn, ud);
+                      limit, store_audit_row, &cb);
 }
 
 int store_peer_set(struct store *st,
@@ -343,36 +386,9 @@ int store_peer_forget(struct store *st,
 
 int store_peers(struct store *st, store_peer_fn *fn, void *ud)
 {
-    sqlite3_stmt *stmt = NULL;
-    int rc = ERR_SYS;
-    int step;
-    if (sqlite3_prepare_v2(st->db,
-                           "SELECT domain, action, spec, at FROM peers "
-                           "ORDER BY domain",
-                           -1, &stmt, NULL) != SQLITE_OK) {
-        log_error("state_db %s: reading the peers failed: %s", st->path,
-                  sqlite3_errmsg(st->db));
-        goto out;
-    }
-    while ((step = sqlite3_step(stmt)) == SQLITE_ROW) {
-        const char *domain = (const char *)sqlite3_column_text(stmt, 0);
-        const char *action = (const char *)sqlite3_column_text(stmt, 1);
-        const char *spec = (const char *)sqlite3_column_text(stmt, 2);
-        bool put = action != NULL && strcmp(action, "put") == 0;
-        int frc = fn(ud, domain != NULL ? domain : "", put ? spec : NULL,
-                     sqlite3_column_int64(stmt, 3));
-        if (frc != 0) {
-            rc = frc;
-            goto out;
-        }
-    }
-    if (step != SQLITE_DONE) {
-        log_error("state_db %s: reading the peers failed: %s", st->path,
-                  sqlite3_errmsg(st->db));
-        goto out;
-    }
-    rc = 0;
-out:
-    sqlite3_finalize(stmt);
-    return rc;
+    struct store_cb cb = {.fn.peer = fn, .ud = ud};
+    return store_walk(st,
+                      "SELECT domain, action, spec, at FROM peers "
+                      "ORDER BY domain",
+                      -1, store_peer_row, &cb);
 }

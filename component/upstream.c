@@ -119,8 +119,8 @@ link_set_timer(struct upstream_link *l, uint64_t ms, loop_timer_fn *fn)
 }
 
 /* Hands every queued stanza back to the owner. */
-/* Backpressure: a ready link is congested from 3/4 of its queue bound
- * until it is down to 1/4 (the gap keeps it from flapping), or goes down
+/* Backpressure: a ready link is congested while its queue is
+ * (squeue_congested, with hysteresis), until it goes down
  * (a home server that is away is waited for by the queue and its
  * timeout, not by stopping every peer). */
 static void link_check_congestion(struct upstream_link *l)
@@ -128,17 +128,15 @@ static void link_check_congestion(struct upstream_link *l)
     struct upstream *up = l->up;
     const struct squeue *q = &l->queue;
     bool ready = l->state == UPSTREAM_READY && l->fd >= 0 && !l->removed;
-    bool high =
-        q->count * 4 >= q->max_count * 3 || q->bytes * 4 >= q->max_bytes * 3;
-    bool low = q->count * 4 <= q->max_count && q->bytes * 4 <= q->max_bytes;
-    if (!l->congested && ready && high) {
+    bool now = ready && squeue_congested(q, l->congested);
+    if (!l->congested && now) {
         l->congested = true;
         if (up->ncongested++ == 0 && up->cb.congestion != NULL) {
             log_conn(LOG_LEVEL_INFO, l->who,
                      "congested (%zu stanzas queued): peers wait", q->count);
             up->cb.congestion(up->ud, true);
         }
-    } else if (l->congested && (!ready || low)) {
+    } else if (l->congested && !now) {
         l->congested = false;
         if (--up->ncongested == 0 && up->cb.congestion != NULL) {
             log_conn(LOG_LEVEL_INFO, l->who, "no longer congested");
